@@ -1,0 +1,213 @@
+"""Running receivers: each one isolated, each outcome recorded.
+
+blinker's ``send`` stops at the first receiver that raises; here every
+receiver runs, each failure is logged with its traceback and signalled, and
+the outcomes go to the inbox so that a retry re-runs only the receivers that
+failed (octokit/webhooks does the same with its handlers).
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import time
+import traceback
+import typing as t
+from collections.abc import Callable
+from collections.abc import Container
+
+from blinker import NamedSignal
+
+from . import signals
+from .events import EVENTS
+from .events import WebhookEvent
+from .exceptions import WebhookError
+from .inbox import Attempt
+from .inbox import Delivery
+from .inbox import Inbox
+from .inbox import Status
+from .inbox import utcnow
+from .payload import load
+from .payload import parse
+
+if t.TYPE_CHECKING:
+    from flask import Flask
+
+    from .config import Settings
+
+__all__ = ["Dispatcher", "call_receivers", "notify", "receiver_name"]
+
+logger = logging.getLogger("flask_posweb")
+
+
+def receiver_name(receiver: t.Callable[..., t.Any]) -> str:
+    """A name for a receiver that is the same in every process: ``module.qualname``."""
+    module = getattr(receiver, "__module__", None) or type(receiver).__module__
+    qualname = getattr(receiver, "__qualname__", None) or type(receiver).__qualname__
+    return f"{module}.{qualname}"
+
+
+def _receivers(signal: NamedSignal, app: Flask) -> t.Iterator[tuple[str, t.Callable[..., t.Any]]]:
+    """The signal's receivers for ``app``, each with a name unique within the signal."""
+    if signal.is_muted:
+        return
+    seen: collections.Counter[str] = collections.Counter()
+    for receiver in signal.receivers_for(app):
+        name = receiver_name(receiver)
+        seen[name] += 1
+        yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), receiver
+
+
+def notify(signal: NamedSignal, app: Flask, **kwargs: t.Any) -> None:
+    """Send a lifecycle signal; a receiver that raises is logged, never propagated."""
+    for name, receiver in _receivers(signal, app):
+        try:
+            app.ensure_sync(receiver)(app, **kwargs)
+        except Exception:
+            logger.exception("Receiver %s of signal %r failed", name, signal.name)
+
+
+def call_receivers(
+    app: Flask,
+    event: WebhookEvent,
+    *,
+    generation: int = 0,
+    skip: Container[str] = (),
+    before_each: Callable[[], None] | None = None,
+) -> list[Attempt]:
+    """Call every receiver of the event's signal for ``app``, except those in ``skip``.
+
+    :returns: one :class:`~flask_posweb.inbox.Attempt` per receiver called.
+    """
+    outcomes = []
+    for name, receiver in _receivers(event.type.signal, app):
+        if name in skip:
+            continue
+        if before_each is not None:
+            before_each()
+        started, clock = utcnow(), time.perf_counter()
+        error = None
+        try:
+            app.ensure_sync(receiver)(app, event=event)
+        except Exception as exc:
+            error = traceback.format_exc()
+            logger.exception(
+                "Receiver %s failed on %s (delivery %s, attempt %s)",
+                name,
+                event.name,
+                event.id,
+                event.attempt,
+            )
+            notify(signals.receiver_failed, app, event=event, receiver=name, error=exc)
+        elapsed = (time.perf_counter() - clock) * 1000
+        outcomes.append(
+            Attempt(name, event.attempt, generation, error is None, error, started, elapsed)
+        )
+    return outcomes
+
+
+class Dispatcher:
+    """Dispatches stored deliveries of one app and decides what comes next.
+
+    :param app: the sender of every signal.
+    """
+
+    def __init__(self, app: Flask, inbox: Inbox, settings: Settings) -> None:
+        self.app = app
+        self.inbox = inbox
+        self.settings = settings
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before the attempt after ``attempt``: doubled each time, capped."""
+        delay = self.settings.retry_backoff * 2 ** (attempt - 1)
+        return float(min(delay, self.settings.retry_max_delay))
+
+    def run(self, delivery: Delivery, owner: str, data: dict[str, t.Any] | None = None) -> Status:
+        """Run the receivers of a delivery leased to ``owner``; record and return its status.
+
+        :param data: the validated body when the caller has it already (the
+            request); otherwise the stored raw body is validated again, so a
+            schema fix applies to retries and replays.
+        """
+        event_type = EVENTS.get(delivery.event)
+        if event_type is None:
+            return self._reject(delivery, owner, {"_event": [f"Unknown event {delivery.event!r}."]})
+        if data is None:
+            try:
+                data = load(event_type, parse(delivery.raw))
+            except WebhookError as exc:
+                return self._reject(delivery, owner, exc.stored_errors())
+        event = WebhookEvent(
+            name=delivery.event,
+            data=data,
+            raw=delivery.raw,
+            id=delivery.id,
+            attempt=delivery.attempts,
+            is_replay=delivery.replay,
+            received_at=delivery.received_at.replace(tzinfo=dt.timezone.utc),
+            headers=delivery.headers,
+        )
+        first = delivery.attempts <= 1 and delivery.generation == 0 and not delivery.replay
+        outcomes = call_receivers(
+            self.app,
+            event,
+            generation=delivery.generation,
+            skip=() if first else self.inbox.succeeded(delivery),
+            before_each=self._keep_lease(delivery, owner),
+        )
+        return self._finish(delivery, owner, event, outcomes)
+
+    def _keep_lease(self, delivery: Delivery, owner: str) -> Callable[[], None]:
+        # Renew only once half the lease is gone: a write per receiver would
+        # cost a disk sync each on the hot path.
+        lease = self.settings.lease
+        renewed = [time.monotonic()]
+
+        def renew() -> None:
+            if time.monotonic() - renewed[0] > lease / 2:
+                self.inbox.extend(delivery.id, owner, lease)
+                renewed[0] = time.monotonic()
+
+        return renew
+
+    def _finish(
+        self, delivery: Delivery, owner: str, event: WebhookEvent, outcomes: list[Attempt]
+    ) -> Status:
+        failed = [o.receiver for o in outcomes if not o.ok]
+        status: Status
+        next_attempt_at = None
+        if not failed:
+            status = "processed"
+        elif delivery.attempts >= self.settings.max_attempts:
+            status = "dead"
+        else:
+            status = "failed"
+            next_attempt_at = utcnow() + dt.timedelta(seconds=self.backoff(delivery.attempts))
+        if not self.inbox.finish(
+            delivery, owner, outcomes, status, next_attempt_at=next_attempt_at
+        ):
+            logger.warning(
+                "Delivery %s: lease lost while dispatching; another dispatcher took it over",
+                delivery.id,
+            )
+        if status == "processed":
+            notify(signals.webhook_processed, self.app, event=event)
+        elif status == "dead":
+            logger.error(
+                "Delivery %s (%s) is dead after %s attempts; replay it with "
+                "'flask posweb replay %s'",
+                delivery.id,
+                delivery.event,
+                delivery.attempts,
+                delivery.id,
+            )
+            notify(signals.webhook_dead, self.app, event=event, failed=failed)
+        return status
+
+    def _reject(self, delivery: Delivery, owner: str, errors: dict[str, t.Any]) -> Status:
+        logger.warning("Delivery %s no longer validates; marked rejected: %s", delivery.id, errors)
+        self.inbox.finish(delivery, owner, (), "rejected", errors=errors)
+        return "rejected"

@@ -1,0 +1,219 @@
+"""The event catalogue: the one place that lists DealPOS's webhook events.
+
+Everything else is derived from :data:`EVENTS`: the blueprint's URL rules,
+the signals, the CLI listing, the README table and the tests. DealPOS puts no
+event type in the body; the URL it posts to says which event fired.
+
+Sources: DealPOS's public developer documentation, as rebuilt in the
+project's ``catalog.json``. Events marked ``provisional`` have no published
+body: their schemas are permissive (or assumed from a sibling event) until a
+real delivery shows the fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import typing as t
+from collections.abc import Mapping
+
+import marshmallow as ma
+
+from . import schemas as s
+from .exceptions import UnknownEventError
+from .signals import namespace
+
+if t.TYPE_CHECKING:
+    from blinker import NamedSignal
+
+__all__ = ["EVENTS", "EventType", "WebhookEvent", "get_event_type", "kebab"]
+
+Certainty = t.Literal["observed", "slug", "inferred"]
+
+
+def kebab(name: str) -> str:
+    """The one derivation of a canonical name: ``payment_created`` -> ``payment-created``.
+
+    Used for the signal name and the URL rule.
+    """
+    return name.replace("_", "-")
+
+
+@dataclasses.dataclass(frozen=True)
+class EventType:
+    """One webhook event DealPOS can send.
+
+    .. versionadded:: 0.1
+    """
+
+    #: Canonical name, ``<resource>_<past participle>``; also the endpoint name.
+    name: str
+    #: DealPOS's group (tag) in its documentation.
+    group: str
+    #: DealPOS's title for the event.
+    title: str
+    #: Schema of the body.
+    schema: type[ma.Schema]
+    #: When DealPOS sends it.
+    description: str
+    #: DealPOS's own key for the event (``paymentWriteoff``), where known.
+    wire_name: str | None = None
+    #: How the key is known: spelled out, seen only as a URL slug, or inferred.
+    wire_name_certainty: Certainty | None = None
+    #: ``True`` when DealPOS has not published the body: the schema is permissive
+    #: or assumed from a sibling event.
+    provisional: bool = False
+
+    _loader: ma.Schema = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # One schema instance per event: marshmallow schemas are reusable and
+        # building one per request is the costliest part of a load.
+        object.__setattr__(self, "_loader", self.schema())
+
+    @property
+    def signal(self) -> NamedSignal:
+        """The blinker signal sent for each delivery of this event."""
+        return namespace.signal(kebab(self.name))
+
+    @property
+    def url_rule(self) -> str:
+        """The URL rule under the blueprint's prefix, e.g. ``/payment-created``."""
+        return "/" + kebab(self.name)
+
+    def load(self, body: t.Any) -> dict[str, t.Any]:
+        """Validate a parsed body.
+
+        :raises marshmallow.ValidationError: with the messages per field.
+        """
+        data: dict[str, t.Any] = self._loader.load(body)
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class WebhookEvent:
+    """One validated delivery of an event, as handed to receivers.
+
+    .. versionadded:: 0.1
+    """
+
+    #: Canonical event name.
+    name: str
+    #: The validated body: ``Decimal`` money, ``date``/``datetime`` values, nested
+    #: objects, and every unknown field as received.
+    data: dict[str, t.Any]
+    #: The exact bytes received.
+    raw: bytes
+    #: Id of the delivery in the inbox (``None`` without an inbox).
+    id: int | None = None
+    #: 1 for the first attempt, then 2, 3, ... on retries.
+    attempt: int = 1
+    #: ``True`` when an operator replayed the delivery.
+    is_replay: bool = False
+    #: When the delivery arrived (UTC).
+    received_at: dt.datetime = dataclasses.field(
+        default_factory=lambda: dt.datetime.now(dt.timezone.utc)
+    )
+    #: Request headers, credentials removed.
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def type(self) -> EventType:
+        """The catalogue entry of this event."""
+        return EVENTS[self.name]
+
+
+_CATALOGUE = (
+    EventType("product_created", "Product", "Product Created", s.ProductSchema,
+           "A product is newly added.", "productCreated", "observed"),
+    EventType("product_updated", "Product", "Product Updated", s.ProductSchema,
+           "An existing product is edited.", "productUpdated", "observed", provisional=True),
+    EventType("product_deleted", "Product", "Product Deleted", s.ProductSchema,
+           "A product is removed.", "productDeleted", "observed", provisional=True),
+    EventType("product_variant_created", "Product", "Product Variant Created", s.OpenSchema,
+           "A new variant is added to a product.", "productVariantCreated", "observed",
+           provisional=True),
+    EventType("product_variant_updated", "Product", "Product Variant Updated", s.OpenSchema,
+           "A product variant is edited.", "productVariantUpdated", "observed",
+           provisional=True),
+    EventType("invoice_created", "Invoice", "Invoice Created", s.InvoiceSchema,
+           "A sales invoice is created.", "invoiceCreated", "observed"),
+    EventType("invoice_deleted", "Invoice", "Invoice Deleted", s.InvoiceSchema,
+           "A sales invoice is deleted.", "invoiceDeleted", "observed", provisional=True),
+    EventType("invoice_erased", "Invoice", "Invoice Erased", s.InvoiceSchema,
+           "A sales invoice is permanently erased.", "invoiceErased", "observed",
+           provisional=True),
+    EventType("customer_created", "Customer", "Customer Created", s.CustomerSchema,
+           "A customer is added (Sell screen or Contacts > Customer).",
+           "customerCreated", "inferred"),
+    EventType("customer_deleted", "Customer", "Customer Deleted", s.CustomerDeletedSchema,
+           "A customer is removed in Contacts > Customer.", "customerDeleted", "slug"),
+    EventType("supplier_created", "Supplier", "Supplier Created", s.SupplierSchema,
+           "A supplier is added.", "supplierCreated", "inferred"),
+    EventType("supplier_deleted", "Supplier", "Supplier Deleted", s.SupplierDeletedSchema,
+           "A supplier is removed.", "supplierDeleted", "inferred"),
+    EventType("bill_created", "Bill", "Bill Created", s.OpenSchema,
+           "A supplier bill is created.", provisional=True),
+    EventType("bill_updated", "Bill", "Bill Updated", s.OpenSchema,
+           "A supplier bill is edited.", provisional=True),
+    EventType("bill_deleted", "Bill", "Bill Deleted", s.OpenSchema,
+           "A supplier bill is deleted.", provisional=True),
+    EventType("transfer_order_created", "Transfer Order", "Transfer Order Created",
+           s.TransferOrderSchema,
+           "A stock transfer between outlets is completed (despite the name).",
+           "transferOrderCreated", "inferred"),
+    EventType("outbound_logistic_completed", "Outbound Logistic", "Outbound Logistic Complete",
+           s.OutboundLogisticSchema, "A delivery to a customer is completed."),
+    EventType("inbound_logistic_completed", "Inbound Logistic", "Inbound Logistic Complete",
+           s.InboundLogisticSchema, "A delivery from a supplier is completed."),
+    EventType("adjustment_created", "Adjustment", "Adjustment Created", s.AdjustmentSchema,
+           "An inventory adjustment is created.", "adjustmentCreated", "inferred"),
+    EventType("payment_created", "Invoice Payment", "Payment Created", s.InvoicePaymentSchema,
+           "A payment is recorded against a sales invoice.", "paymentCreated", "observed"),
+    EventType("payment_updated", "Invoice Payment", "Payment Updated", s.InvoicePaymentSchema,
+           "An invoice payment is edited.", "paymentUpdated", "observed"),
+    EventType("payment_deleted", "Invoice Payment", "Payment Deleted", s.InvoicePaymentSchema,
+           "An invoice payment is deleted.", "paymentDeleted", "observed"),
+    EventType("payment_written_off", "Invoice Payment", "Payment Write Off",
+           s.PaymentWriteOffSchema, "An unpaid or partly paid invoice balance is written off.",
+           "paymentWriteoff", "observed"),
+    EventType("invoice_written_off", "Invoice Write Off", "Invoice Write Off", s.OpenSchema,
+           "An invoice is written off.", provisional=True),
+    EventType("supplier_bill_written_off", "Supplier Bill Write Off", "Supplier Bill Write Off",
+           s.OpenSchema, "A supplier bill is written off.", provisional=True),
+    EventType("supplier_bill_payment_created", "Bill Payment", "Supplier Bill Payment Created",
+           s.BillPaymentSchema, "A payment on a supplier bill is recorded.",
+           "supplierBillPaymentCreated", "slug"),
+    EventType("supplier_bill_payment_deleted", "Bill Payment", "Supplier Bill Payment Deleted",
+           s.BillPaymentDeletedSchema, "A supplier bill payment is deleted.",
+           "supplierBillPaymentDeleted", "inferred"),
+    EventType("shift_closed", "Shift", "Close Shift", s.ShiftSchema,
+           "A cashier closes a register shift."),
+    EventType("outlet_created", "Outlet", "Outlet Created", s.OpenSchema,
+           "An outlet is created.", provisional=True),
+    EventType("outlet_updated", "Outlet", "Outlet Updated", s.OpenSchema,
+           "An outlet is edited.", provisional=True),
+    EventType("outlet_deleted", "Outlet", "Outlet Deleted", s.OpenSchema,
+           "An outlet is deleted.", provisional=True),
+    EventType("sales_order_created", "Sales Order", "Sales Order Created", s.SalesOrderSchema,
+           "A sales order becomes an invoice.", "salesOrderCreated", "inferred"),
+)  # fmt: skip
+
+#: Every event, by canonical name, in DealPOS's documentation order.
+EVENTS: Mapping[str, EventType] = {event.name: event for event in _CATALOGUE}
+
+
+def get_event_type(name: str) -> EventType:
+    """Return the catalogue entry for ``name``.
+
+    :raises UnknownEventError: with the closest names as a suggestion.
+    """
+    try:
+        return EVENTS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, EVENTS, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownEventError(
+            f"Unknown DealPOS event {name!r}.{hint} 'flask posweb events' lists them all."
+        ) from None

@@ -1,0 +1,204 @@
+"""Errors and warnings raised by Flask-PosWeb.
+
+Only :class:`WebhookError` and its subclasses become HTTP answers, rendered as
+JSON by the blueprint's own error handler. :class:`ConfigurationError` is
+raised at setup and must never turn into a 4xx.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+
+class PosWebError(Exception):
+    """Base class for all errors raised by Flask-PosWeb."""
+
+
+class ConfigurationError(PosWebError, RuntimeError):
+    """Missing or invalid ``POSWEB_*`` configuration, raised at setup."""
+
+
+class UnknownEventError(PosWebError, LookupError):
+    """An event name is not in the catalogue."""
+
+
+class StoreError(PosWebError):
+    """The inbox could not be read or written."""
+
+
+class WebhookError(PosWebError):
+    """A request was refused; rendered by the blueprint as a JSON error.
+
+    :param message: one sentence saying what was wrong, safe to show the sender.
+    """
+
+    status_code: t.ClassVar[int] = 400
+    #: Id of the inbox row that keeps the refused body, when it was kept.
+    delivery_id: int | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def stored_errors(self) -> dict[str, t.Any]:
+        """What the inbox records about this refusal."""
+        return {"_body": [self.message]}
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers for this error."""
+        return {}
+
+    def body(self) -> dict[str, t.Any]:
+        """The JSON answer for this error."""
+        return {"status": "error", "message": self.message}
+
+
+class MethodNotAllowedError(WebhookError):
+    """The endpoint only takes ``POST``."""
+
+    status_code = 405
+
+    def __init__(self, allowed: t.Iterable[str] = ("POST",)) -> None:
+        self.allowed = tuple(allowed)
+        super().__init__(f"Method not allowed; use {', '.join(self.allowed)}.")
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": ", ".join(self.allowed)}
+
+
+class AuthenticationError(WebhookError):
+    """Missing or wrong credentials.
+
+    The message never says which check failed, so a caller learns nothing from it.
+
+    :param challenges: ``WWW-Authenticate`` challenges, one per configured mode.
+    """
+
+    status_code = 401
+
+    def __init__(self, challenges: t.Sequence[str]) -> None:
+        super().__init__("Missing or invalid credentials.")
+        self.challenges = tuple(challenges)
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": ", ".join(self.challenges)}
+
+
+class PayloadTooLargeError(WebhookError):
+    """The body is larger than ``POSWEB_MAX_CONTENT_LENGTH``."""
+
+    status_code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request body is larger than {limit} bytes.")
+
+
+class UnsupportedMediaTypeError(WebhookError):
+    """The body is not declared as JSON."""
+
+    status_code = 415
+
+    def __init__(self, content_type: str | None) -> None:
+        got = f"'{content_type}'" if content_type else "no Content-Type"
+        super().__init__(f"Expected 'application/json', got {got}.")
+
+
+class PayloadError(WebhookError):
+    """The body is not a JSON object."""
+
+    status_code = 400
+
+
+class ValidationFailedError(WebhookError):
+    """The body does not match the event's schema.
+
+    :param errors: marshmallow's ``normalized_messages()``: field path to messages.
+    """
+
+    status_code = 422
+
+    def __init__(self, errors: dict[str, t.Any]) -> None:
+        super().__init__("The body does not match the event's schema.")
+        self.errors = errors
+
+    def body(self) -> dict[str, t.Any]:
+        return {**super().body(), "errors": self.errors}
+
+    def stored_errors(self) -> dict[str, t.Any]:
+        return self.errors
+
+
+class ReceiverError(WebhookError):
+    """A receiver raised while no durable inbox holds the delivery.
+
+    Answered 500 so that DealPOS retries it once.
+    """
+
+    status_code = 500
+
+    def __init__(self, failed: t.Sequence[str]) -> None:
+        super().__init__(f"{len(failed)} receiver(s) failed; the delivery was not kept.")
+        self.failed = tuple(failed)
+
+
+class NoProviderError(WebhookError):
+    """A loyalty call arrived but the app registered no provider for it."""
+
+    status_code = 501
+
+    def __init__(self, title: str, decorator: str) -> None:
+        super().__init__(f"No provider answers {title}: decorate one with '{decorator}'.")
+
+
+class ProviderError(WebhookError):
+    """A loyalty provider raised or returned an answer DealPOS cannot use."""
+
+    status_code = 500
+
+
+class UnavailableError(WebhookError):
+    """The delivery could not be committed (or answered in time); retry later.
+
+    :param retry_after: seconds, sent as ``Retry-After``.
+    """
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class OAuthError(WebhookError):
+    """A token request was refused (RFC 6749 section 5.2).
+
+    :param error: the OAuth error code, e.g. ``invalid_client``.
+    """
+
+    def __init__(
+        self, error: str, description: str, status_code: int = 400, challenge: str | None = None
+    ) -> None:
+        super().__init__(description)
+        self.error = error
+        self.status_code = status_code  # type: ignore[misc]
+        self.challenge = challenge
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        if self.challenge:
+            headers["WWW-Authenticate"] = self.challenge
+        return headers
+
+    def body(self) -> dict[str, t.Any]:
+        return {"error": self.error, "error_description": self.message}
+
+
+class PosWebWarning(UserWarning):
+    """Base class for warnings emitted by Flask-PosWeb."""
+
+
+class InsecureWebhookWarning(PosWebWarning):
+    """Webhooks are accepted without authentication (``POSWEB_NO_AUTH``)."""

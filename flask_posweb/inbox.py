@@ -1,0 +1,496 @@
+"""The durable inbox: every delivery is committed here before it is acknowledged.
+
+A delivery moves through these statuses::
+
+    pending --(all receivers ok)--> processed
+       |  \\--(a receiver failed)--> failed --(retry ok)--> processed
+       |                              \\--(max attempts)--> dead
+    rejected (failed validation; kept with its errors, replayable)
+
+Dispatchers (the request, a background thread, ``flask posweb worker``) take
+a delivery with a *lease*: a compare-and-set on ``locked_until``, so no two
+dispatchers handle one delivery at once, and a delivery whose dispatcher died
+is taken again once its lease runs out. All times are naive UTC.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import typing as t
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from .database import attempts
+from .database import create_engine
+from .database import create_tables
+from .database import deliveries
+from .exceptions import StoreError
+
+__all__ = ["Admission", "Attempt", "Delivery", "Filter", "Inbox", "utcnow"]
+
+Status = t.Literal["pending", "failed", "processed", "dead", "rejected"]
+STATUSES: tuple[Status, ...] = t.get_args(Status)
+#: Statuses a dispatcher may take.
+DISPATCHABLE: tuple[Status, ...] = ("pending", "failed")
+
+D = deliveries.c
+
+
+def utcnow() -> dt.datetime:
+    """Now, as the naive UTC datetime the inbox stores."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One stored delivery (a row of ``posweb_deliveries``)."""
+
+    id: int
+    event: str
+    dedup_key: str
+    status: Status
+    raw: bytes
+    headers: dict[str, str]
+    errors: dict[str, t.Any] | None
+    answer: t.Any
+    attempts: int
+    generation: int
+    replay: bool
+    received_at: dt.datetime
+    updated_at: dt.datetime
+    next_attempt_at: dt.datetime | None
+    locked_by: str | None
+    locked_until: dt.datetime | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One call of one receiver for one delivery."""
+
+    receiver: str
+    attempt: int
+    generation: int
+    ok: bool
+    error: str | None
+    started_at: dt.datetime
+    duration_ms: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Admission:
+    """The result of :meth:`Inbox.admit`: the stored delivery, and whether it is new."""
+
+    delivery: Delivery
+    new: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Filter:
+    """Which deliveries an operator means (all fields optional, combined with AND)."""
+
+    status: Sequence[str] = ()
+    event: Sequence[str] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    ids: Sequence[int] = ()
+
+    def where(self) -> list[sa.ColumnElement[bool]]:
+        clauses: list[sa.ColumnElement[bool]] = []
+        if self.status:
+            clauses.append(D.status.in_(self.status))
+        if self.event:
+            clauses.append(D.event.in_(self.event))
+        if self.since is not None:
+            clauses.append(D.received_at >= self.since)
+        if self.until is not None:
+            clauses.append(D.received_at < self.until)
+        if self.ids:
+            clauses.append(D.id.in_(self.ids))
+        return clauses
+
+
+def dedup_key(event: str, raw: bytes) -> str:
+    """The duplicate key of a delivery: DealPOS sends no id, so name + body hash."""
+    return f"{event}:{hashlib.sha256(raw).hexdigest()}"
+
+
+def _free(now: dt.datetime) -> sa.ColumnElement[bool]:
+    """Not leased by a live dispatcher."""
+    return sa.or_(D.locked_until.is_(None), D.locked_until < now)
+
+
+class Inbox:
+    """Deliveries in an SQL database (SQLite or PostgreSQL), via SQLAlchemy Core.
+
+    :param engine: see :func:`~flask_posweb.database.create_engine`.
+    :param clock: returns naive UTC now; tests pass their own.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        rejected_max_count: int = 10_000,
+        rejected_max_age: float = 30 * 86400,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self._tables_ready = False
+        self.rejected_max_count = rejected_max_count
+        self.rejected_max_age = dt.timedelta(seconds=rejected_max_age)
+        self.clock = clock
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 5, **kwargs: t.Any) -> Inbox:
+        """The inbox at a database URL. Nothing is connected until first use,
+        so an app starts while its database is down; tables are created then."""
+        return cls(create_engine(url, timeout), **kwargs)
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            if not self._tables_ready:
+                create_tables(self.engine)
+                self._tables_ready = True
+            yield
+        except sa.exc.IntegrityError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            # Locked past the timeout, read-only, disk full, server down: the
+            # caller answers 503 so that DealPOS retries.
+            cause = getattr(exc, "orig", None) or exc
+            raise StoreError(f"The inbox is unavailable ({type(cause).__name__}).") from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self._translated(), self.engine.begin() as connection:
+            yield connection
+
+    # -- receiving ---------------------------------------------------------------
+
+    def admit(
+        self,
+        event: str,
+        raw: bytes,
+        headers: dict[str, str],
+        *,
+        owner: str | None = None,
+        lease: float = 0,
+        key: str | None = None,
+        dispatch: bool = True,
+    ) -> Admission:
+        """Store a valid delivery as ``pending``, or find the one already stored.
+
+        :param owner: lease the new delivery to this dispatcher (and count its
+            first attempt), so that no one else takes it while it is dispatched.
+        :param key: the duplicate key, when the body has a better one than its
+            hash (a loyalty order's id); see :func:`dedup_key`.
+        :param dispatch: ``False`` for rows no dispatcher should ever take
+            (remembered loyalty answers).
+        """
+        now = self.clock()
+        values: dict[str, t.Any] = dict(
+            event=event,
+            dedup_key=f"{event}:{key}" if key is not None else dedup_key(event, raw),
+            status="pending",
+            raw=raw,
+            headers=headers,
+            errors=None,
+            answer=None,
+            attempts=1 if owner else 0,
+            generation=0,
+            replay=False,
+            received_at=now,
+            updated_at=now,
+            next_attempt_at=now if dispatch else None,
+            locked_by=owner,
+            locked_until=now + dt.timedelta(seconds=lease) if owner else None,
+        )
+        try:
+            with self._write() as connection:
+                result = connection.execute(deliveries.insert().values(values))
+            new_id = t.cast(int, result.inserted_primary_key[0])  # type: ignore[index]
+            return Admission(Delivery(id=new_id, **values), new=True)
+        except sa.exc.IntegrityError:
+            existing = self.find(values["dedup_key"])
+            if existing is None:  # pruned in between: store it afresh
+                return self.admit(
+                    event, raw, headers, owner=owner, lease=lease, key=key, dispatch=dispatch
+                )
+            return Admission(existing, new=False)
+
+    def reject(self, event: str, raw: bytes, headers: dict[str, str], errors: t.Any) -> Delivery:
+        """Keep a delivery that failed validation, with its errors, for a later replay.
+
+        A repeat of a rejected body updates its errors. Rejected deliveries are
+        bounded by count and age; the oldest go first.
+        """
+        admission = self.admit(event, raw, headers)
+        with self._write() as connection:
+            connection.execute(
+                deliveries.update()
+                .where(D.id == admission.delivery.id, D.status.in_(("pending", "rejected")))
+                .values(
+                    status="rejected",
+                    errors=errors,
+                    attempts=0,
+                    next_attempt_at=None,
+                    updated_at=self.clock(),
+                )
+            )
+            self._bound_rejected(connection)
+        return self.get(admission.delivery.id) or admission.delivery
+
+    def _bound_rejected(self, connection: sa.Connection) -> None:
+        newest_dropped = (
+            sa.select(D.id)
+            .where(D.status == "rejected")
+            .order_by(D.id.desc())
+            .offset(self.rejected_max_count)
+            .limit(1)
+            .scalar_subquery()
+        )
+        connection.execute(
+            deliveries.delete().where(
+                D.status == "rejected",
+                sa.or_(
+                    D.received_at < self.clock() - self.rejected_max_age, D.id <= newest_dropped
+                ),
+            )
+        )
+
+    # -- dispatching ---------------------------------------------------------------
+
+    def claim(
+        self, delivery_id: int, owner: str, lease: float, statuses: Sequence[str] = DISPATCHABLE
+    ) -> Delivery | None:
+        """Lease one delivery to ``owner`` now, due or not; ``None`` if someone holds it."""
+        where = [D.id == delivery_id, D.status.in_(statuses)]
+        with self._write() as connection:
+            leased = self._lease(connection, where, owner, lease, limit=1)
+        return leased[0] if leased else None
+
+    def claim_due(self, owner: str, lease: float, limit: int = 10) -> list[Delivery]:
+        """Lease up to ``limit`` deliveries whose (next) attempt is due, oldest first."""
+        where = [D.status.in_(DISPATCHABLE), D.next_attempt_at <= self.clock()]
+        with self._write() as connection:
+            return self._lease(connection, where, owner, lease, limit)
+
+    def _lease(
+        self,
+        connection: sa.Connection,
+        where: list[sa.ColumnElement[bool]],
+        owner: str,
+        lease: float,
+        limit: int,
+    ) -> list[Delivery]:
+        now = self.clock()
+        # SQLite: the transaction began IMMEDIATE, so this select-then-update
+        # runs alone. PostgreSQL: SKIP LOCKED lets concurrent dispatchers pass
+        # over rows another one is leasing instead of waiting for it.
+        ids = (
+            connection.execute(
+                sa.select(D.id)
+                .where(*where, _free(now))
+                .order_by(D.next_attempt_at, D.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            .scalars()
+            .all()
+        )
+        if not ids:
+            return []
+        connection.execute(
+            deliveries.update()
+            .where(D.id.in_(ids))
+            .values(
+                locked_by=owner,
+                locked_until=now + dt.timedelta(seconds=lease),
+                attempts=D.attempts + 1,
+                updated_at=now,
+            )
+        )
+        rows = connection.execute(sa.select(deliveries).where(D.id.in_(ids)).order_by(D.id))
+        return [Delivery(**row._mapping) for row in rows]
+
+    def extend(self, delivery_id: int, owner: str, lease: float) -> bool:
+        """Renew ``owner``'s lease (before each receiver); ``False`` if it was lost."""
+        now = self.clock()
+        with self._write() as connection:
+            result = connection.execute(
+                deliveries.update()
+                .where(D.id == delivery_id, D.locked_by == owner)
+                .values(locked_until=now + dt.timedelta(seconds=lease))
+            )
+        return result.rowcount == 1
+
+    def succeeded(self, delivery: Delivery) -> set[str]:
+        """Receivers that already succeeded for this delivery's current generation."""
+        A = attempts.c
+        query = sa.select(A.receiver).where(
+            A.delivery_id == delivery.id, A.generation == delivery.generation, A.ok.is_(True)
+        )
+        with self._translated(), self.engine.connect() as connection:
+            return set(connection.execute(query).scalars())
+
+    def finish(
+        self,
+        delivery: Delivery,
+        owner: str,
+        outcomes: Iterable[Attempt],
+        status: Status,
+        *,
+        next_attempt_at: dt.datetime | None = None,
+        errors: t.Any = None,
+        answer: t.Any = None,
+    ) -> bool:
+        """Record receiver outcomes and the new status, and release the lease.
+
+        :returns: ``False`` if ``owner`` had lost its lease: the outcomes are
+            kept, the status is left to the dispatcher that took over.
+        """
+        rows = [{"delivery_id": delivery.id, **dataclasses.asdict(o)} for o in outcomes]
+        with self._write() as connection:
+            if rows:
+                connection.execute(attempts.insert(), rows)
+            result = connection.execute(
+                deliveries.update()
+                .where(D.id == delivery.id, D.locked_by == owner)
+                .values(
+                    status=status,
+                    next_attempt_at=next_attempt_at,
+                    errors=errors,
+                    answer=answer,
+                    locked_by=None,
+                    locked_until=None,
+                    updated_at=self.clock(),
+                )
+            )
+        return result.rowcount == 1
+
+    def retry_now(self, delivery_id: int) -> bool:
+        """Make a failed, dead or rejected delivery due now (DealPOS sent it again).
+
+        Dead and rejected ones get a fresh attempt budget; a rejected one is
+        validated again when dispatched.
+        """
+        now = self.clock()
+        with self._write() as connection:
+            result = connection.execute(
+                deliveries.update()
+                .where(
+                    D.id == delivery_id, D.status.in_(("failed", "dead", "rejected")), _free(now)
+                )
+                .values(
+                    status=sa.case((D.status == "rejected", "pending"), else_="failed"),
+                    attempts=sa.case((D.status == "failed", D.attempts), else_=0),
+                    errors=None,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+            )
+        return result.rowcount == 1
+
+    def mark_replay(self, which: Filter) -> int:
+        """Make the chosen deliveries due again as replays; returns how many.
+
+        Processed ones run every receiver again (a new generation); failed and
+        dead ones run the receivers that have not succeeded; rejected ones are
+        validated again. Each gets a fresh attempt budget. Leased deliveries
+        are left alone.
+        """
+        now = self.clock()
+        with self._write() as connection:
+            result = connection.execute(
+                deliveries.update()
+                .where(*which.where(), _free(now))
+                .values(
+                    status=sa.case(
+                        (D.status.in_(("processed", "rejected")), "pending"),
+                        (D.status == "dead", "failed"),
+                        else_=D.status,
+                    ),
+                    generation=sa.case(
+                        (D.status == "processed", D.generation + 1), else_=D.generation
+                    ),
+                    replay=True,
+                    attempts=0,
+                    next_attempt_at=now,
+                    updated_at=now,
+                )
+            )
+        return result.rowcount
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, delivery_id: int) -> Delivery | None:
+        """One delivery by id."""
+        return self._one(D.id == delivery_id)
+
+    def find(self, key: str) -> Delivery | None:
+        """One delivery by duplicate key (see :func:`dedup_key`)."""
+        return self._one(D.dedup_key == key)
+
+    def _one(self, clause: sa.ColumnElement[bool]) -> Delivery | None:
+        with self._translated(), self.engine.connect() as connection:
+            row = connection.execute(sa.select(deliveries).where(clause)).one_or_none()
+        return None if row is None else Delivery(**row._mapping)
+
+    def attempts_of(self, delivery_id: int) -> list[Attempt]:
+        """Every receiver call of a delivery, oldest first."""
+        A = attempts.c
+        query = (
+            sa.select(*(A[f.name] for f in dataclasses.fields(Attempt)))
+            .where(A.delivery_id == delivery_id)
+            .order_by(A.id)
+        )
+        with self._translated(), self.engine.connect() as connection:
+            return [Attempt(**row._mapping) for row in connection.execute(query)]
+
+    def select(
+        self, which: Filter = Filter(), *, limit: int | None = 50, newest_first: bool = True
+    ) -> list[Delivery]:
+        """Deliveries matching ``which``."""
+        order = D.id.desc() if newest_first else D.id
+        query = sa.select(deliveries).where(*which.where()).order_by(order).limit(limit)
+        with self._translated(), self.engine.connect() as connection:
+            return [Delivery(**row._mapping) for row in connection.execute(query)]
+
+    def ids(self, which: Filter) -> list[int]:
+        """Ids of the deliveries matching ``which``, oldest first."""
+        query = sa.select(D.id).where(*which.where()).order_by(D.id)
+        with self._translated(), self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
+
+    def counts(self) -> dict[str, int]:
+        """Number of deliveries per status."""
+        query = sa.select(D.status, sa.func.count()).group_by(D.status)
+        with self._translated(), self.engine.connect() as connection:
+            found: dict[str, int] = dict(connection.execute(query).tuples().all())
+        return {status: found.get(status, 0) for status in STATUSES}
+
+    # -- housekeeping --------------------------------------------------------------
+
+    def prune(self, older_than: float) -> int:
+        """Delete processed deliveries received more than ``older_than`` seconds ago.
+
+        Rejected ones are trimmed to their bounds at the same time. Returns how
+        many processed deliveries were deleted.
+        """
+        cutoff = self.clock() - dt.timedelta(seconds=older_than)
+        with self._write() as connection:
+            result = connection.execute(
+                deliveries.delete().where(D.status == "processed", D.received_at < cutoff)
+            )
+            self._bound_rejected(connection)
+        return result.rowcount

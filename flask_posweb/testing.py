@@ -1,0 +1,141 @@
+"""Test helpers for apps that use Flask-PosWeb (and for its own tests).
+
+::
+
+    from flask_posweb.testing import PosWebClient, captured_events
+
+    def test_write_off(app):
+        app.test_client_class = PosWebClient
+        with captured_events(app) as events:
+            response = app.test_client().deliver("payment_written_off")
+        assert response.status_code == 200
+        assert events[0].data["TagID"] == "t-rounding"
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import typing as t
+from collections.abc import Iterator
+from collections.abc import Mapping
+
+from blinker import NamedSignal
+from flask import Flask
+from flask import url_for
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from .events import EVENTS
+from .events import WebhookEvent
+from .runner import Runner
+from .sending import auth_headers
+from .sending import basic_header
+from .sending import sample
+from .state import get_state
+
+__all__ = ["PosWebClient", "captured_events", "captured_signals", "drain", "sample"]
+
+Payload = Mapping[str, t.Any] | bytes | str | None
+
+
+class PosWebClient(FlaskClient):
+    """A test client that posts as DealPOS does, with the app's own valid credentials.
+
+    Enable it with ``app.test_client_class = PosWebClient``.
+    """
+
+    def deliver(
+        self,
+        event: str,
+        payload: Payload = None,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: t.Any,
+    ) -> TestResponse:
+        """POST ``payload`` (default: the built-in sample) to the URL of ``event``.
+
+        :param payload: a mapping (sent as JSON), or the exact bytes/text to send.
+        :param key: an API key to send instead of the configured credentials.
+        :param headers: extra headers; they override the credentials.
+        """
+        return self._post(event, payload, key, headers, **kwargs)
+
+    def call_loyalty(self, call: str, payload: Payload = None, **kwargs: t.Any) -> TestResponse:
+        """POST a loyalty call (``member_points``, ``order_complete``, ``validate_coupon``)."""
+        return self._post(f"loyalty_{call}", payload, None, None, **kwargs)
+
+    def _post(
+        self,
+        endpoint: str,
+        payload: Payload,
+        key: str | None,
+        headers: Mapping[str, str] | None,
+        **kwargs: t.Any,
+    ) -> TestResponse:
+        app = self.application
+        with app.test_request_context():
+            path = url_for(f"posweb.{endpoint}")
+            credentials = auth_headers(self._fetch_token, key)
+        if payload is None:
+            body = sample(endpoint)
+        elif isinstance(payload, (bytes, str)):
+            body = payload.encode() if isinstance(payload, str) else payload
+        else:
+            body = json.dumps(payload, default=str).encode()
+        kwargs.setdefault("content_type", "application/json")
+        return self.post(path, data=body, headers={**credentials, **(headers or {})}, **kwargs)
+
+    def _fetch_token(self, client_id: str, secret: str) -> str:
+        with self.application.test_request_context():
+            path = url_for("posweb.oauth_token")
+        response = self.post(
+            path,
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": basic_header(f"{client_id}:{secret}")},
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return str(response.json["access_token"])  # type: ignore[index]
+
+
+@contextlib.contextmanager
+def captured_signals(
+    app: Flask, *signals: NamedSignal
+) -> Iterator[list[tuple[str, dict[str, t.Any]]]]:
+    """Record ``(signal name, keyword arguments)`` for each of ``signals`` sent by ``app``."""
+    sent: list[tuple[str, dict[str, t.Any]]] = []
+
+    def recorder(name: str) -> t.Callable[..., None]:
+        def record(sender: Flask, **kwargs: t.Any) -> None:
+            sent.append((name, kwargs))
+
+        return record
+
+    with contextlib.ExitStack() as stack:
+        for signal in signals:
+            stack.enter_context(signal.connected_to(recorder(signal.name), sender=app))
+        yield sent
+
+
+@contextlib.contextmanager
+def captured_events(app: Flask, *names: str) -> Iterator[list[WebhookEvent]]:
+    """Record each :class:`~flask_posweb.WebhookEvent` dispatched by ``app`` (of the
+    events ``names``; default all), in order. The recorder is a receiver like any
+    other: the inbox lists it among the event's receivers."""
+    events: list[WebhookEvent] = []
+
+    def record(sender: Flask, event: WebhookEvent, **kwargs: t.Any) -> None:
+        events.append(event)
+
+    with contextlib.ExitStack() as stack:
+        for name in names or EVENTS:
+            stack.enter_context(EVENTS[name].signal.connected_to(record, sender=app))
+        yield events
+
+
+def drain(app: Flask) -> int:
+    """Dispatch every due delivery of ``app`` now, as ``flask posweb worker --once``."""
+    return Runner(get_state(app)).drain()

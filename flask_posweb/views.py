@@ -1,0 +1,182 @@
+"""The blueprint: one thin view per event, the OAuth token URL, JSON errors.
+
+Views only translate HTTP: they authenticate, read the body within its limit
+and hand it to :func:`~flask_posweb.receiving.receive`. Errors are rendered
+as JSON by handlers registered on the blueprint, never app-wide.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from flask import Blueprint
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import jsonify
+from flask import request
+from flask.views import View
+from werkzeug.exceptions import HTTPException
+
+from . import signals
+from .cli import register_commands
+from .dispatch import notify
+from .events import EVENTS
+from .events import EventType
+from .exceptions import MethodNotAllowedError
+from .exceptions import OAuthError
+from .exceptions import StoreError
+from .exceptions import UnavailableError
+from .exceptions import WebhookError
+from .guard import ROUTED_METHODS
+from .guard import read_body
+from .guard import require_post
+from .loyalty import register_loyalty_views
+from .receiving import receive
+from .state import get_state
+from .verification import BasicVerifier
+from .verification import parse_basic
+
+if t.TYPE_CHECKING:
+    from .extension import PosWeb
+
+__all__ = ["TOKEN_URL", "WebhookView", "create_blueprint"]
+
+logger = logging.getLogger("flask_posweb")
+
+TOKEN_URL = "/oauth/token"
+
+
+class WebhookView(View):
+    """``POST <prefix>/<event-name>``: receive one DealPOS event.
+
+    :param event_type: the event this URL stands for (DealPOS sends no type in the body).
+    """
+
+    methods = ROUTED_METHODS
+    provide_automatic_options = False
+    init_every_request = False
+
+    def __init__(self, event_type: EventType) -> None:
+        self.event_type = event_type
+
+    def dispatch_request(self, **kwargs: t.Any) -> Response:
+        state = require_post()
+        raw = read_body(state.settings.max_content_length)
+        delivery_id = receive(state, self.event_type, raw, request.headers, request.mimetype)
+        response = jsonify(status="success")
+        if delivery_id is not None:
+            response.headers["X-PosWeb-Delivery"] = str(delivery_id)
+        return response
+
+
+def token() -> Response:
+    """``POST <prefix>/oauth/token``: the merchant's ``ServerAuthenticationURL``.
+
+    OAuth 2.0 client credentials (RFC 6749 section 4.4): ``grant_type=client_credentials``,
+    form-encoded (JSON is accepted too), client id and secret in HTTP Basic or
+    in the body.
+    """
+    if request.method != "POST":
+        raise MethodNotAllowedError()
+    tokens = get_state().settings.tokens
+    if tokens is None:
+        raise OAuthError("invalid_request", "OAuth is not enabled on this server.", 404)
+    request.max_content_length = 64 * 1024
+    fields: t.Mapping[str, t.Any] = request.form
+    if request.is_json:
+        body = request.get_json(silent=True)
+        fields = body if isinstance(body, dict) else {}
+    if fields.get("grant_type") != "client_credentials":
+        raise OAuthError("unsupported_grant_type", "Use grant_type=client_credentials.")
+    basic = parse_basic(request.headers)
+    in_body = (fields.get("client_id"), fields.get("client_secret"))
+    if basic and any(in_body):
+        raise OAuthError("invalid_request", "Send client credentials in one place only.")
+    client_id, secret = basic or in_body
+    if not isinstance(client_id, str) or not isinstance(secret, str):
+        raise OAuthError("invalid_request", "Missing client_id or client_secret.")
+    if not tokens.authenticate_client(client_id, secret):
+        challenge = BasicVerifier.challenge if basic else None
+        raise OAuthError("invalid_client", "Unknown client or wrong secret.", 401, challenge)
+    response = jsonify(tokens.issue(client_id, secret))
+    response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return response
+
+
+def _render(error: WebhookError) -> Response:
+    response = jsonify(error.body())
+    response.status_code = error.status_code
+    response.headers.update(error.headers())
+    return response
+
+
+def render_webhook_error(error: WebhookError) -> Response:
+    """JSON answer for a refused request; logged and signalled (``webhook_rejected``)."""
+    endpoint = (request.endpoint or "").partition(".")[2] or None
+    level = logging.ERROR if error.status_code >= 500 else logging.WARNING
+    logger.log(
+        level,
+        "%s %s refused with %s: %s",
+        request.method,
+        request.path,
+        error.status_code,
+        error.message,
+    )
+    app = t.cast(Flask, current_app._get_current_object())  # type: ignore[attr-defined]
+    notify(
+        signals.webhook_rejected,
+        app,
+        event_name=endpoint,
+        error=error,
+        delivery_id=error.delivery_id,
+    )
+    return _render(error)
+
+
+def render_store_error(error: StoreError) -> Response:
+    """The inbox is down: 503, so that DealPOS retries (a 4xx would be final)."""
+    retry_after = get_state().settings.retry_after
+    unavailable = UnavailableError("The inbox is unavailable; retry later.", retry_after)
+    return render_webhook_error(unavailable)
+
+
+def render_http_error(error: HTTPException) -> Response:
+    """Werkzeug's errors raised inside the blueprint, as JSON too."""
+    response = jsonify(status="error", message=error.description)
+    response.status_code = error.code or 500
+    return response
+
+
+def render_unexpected(error: Exception) -> Response:
+    """A bug: logged with its traceback, answered without it."""
+    logger.error("Unexpected error on %s", request.path, exc_info=error)
+    response = jsonify(status="error", message="Internal error.")
+    response.status_code = 500
+    return response
+
+
+def create_blueprint(extension: PosWeb) -> Blueprint:
+    """The blueprint serving every event in :data:`~flask_posweb.events.EVENTS`.
+
+    A factory, because a blueprint cannot change once registered.
+    """
+    bp = Blueprint("posweb", __name__)
+    for event_type in EVENTS.values():
+        bp.add_url_rule(
+            event_type.url_rule, view_func=WebhookView.as_view(event_type.name, event_type)
+        )
+    bp.add_url_rule(
+        TOKEN_URL, "oauth_token", token, methods=ROUTED_METHODS, provide_automatic_options=False
+    )
+    register_loyalty_views(bp, extension.loyalty)
+    bp.register_error_handler(WebhookError, render_webhook_error)
+    bp.register_error_handler(StoreError, render_store_error)
+    bp.register_error_handler(HTTPException, render_http_error)
+    bp.register_error_handler(Exception, render_unexpected)
+    bp.record_once(extension._setup)
+    register_commands(bp)
+    return bp
