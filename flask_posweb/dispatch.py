@@ -38,7 +38,7 @@ if t.TYPE_CHECKING:
 
     from .config import Settings
 
-__all__ = ["Dispatcher", "call_receivers", "notify", "receiver_name"]
+__all__ = ["Dispatcher", "call_receivers", "notify", "receiver_name", "webhook_event"]
 
 logger = logging.getLogger("flask_posweb")
 
@@ -109,6 +109,20 @@ def call_receivers(
     return outcomes
 
 
+def webhook_event(delivery: Delivery, data: dict[str, t.Any]) -> WebhookEvent:
+    """The event handed to receivers for a stored delivery."""
+    return WebhookEvent(
+        name=delivery.event,
+        data=data,
+        raw=delivery.raw,
+        id=delivery.id,
+        attempt=max(delivery.attempts, 1),
+        is_replay=delivery.replay,
+        received_at=delivery.received_at.replace(tzinfo=dt.timezone.utc),
+        headers=delivery.headers,
+    )
+
+
 class Dispatcher:
     """Dispatches stored deliveries of one app and decides what comes next.
 
@@ -140,16 +154,7 @@ class Dispatcher:
                 data = load(event_type, parse(delivery.raw))
             except WebhookError as exc:
                 return self._reject(delivery, owner, exc.stored_errors())
-        event = WebhookEvent(
-            name=delivery.event,
-            data=data,
-            raw=delivery.raw,
-            id=delivery.id,
-            attempt=delivery.attempts,
-            is_replay=delivery.replay,
-            received_at=delivery.received_at.replace(tzinfo=dt.timezone.utc),
-            headers=delivery.headers,
-        )
+        event = webhook_event(delivery, data)
         first = delivery.attempts <= 1 and delivery.generation == 0 and not delivery.replay
         outcomes = call_receivers(
             self.app,

@@ -476,7 +476,7 @@ class Inbox:
         """Number of deliveries per status."""
         query = sa.select(D.status, sa.func.count()).group_by(D.status)
         with self._translated(), self.engine.connect() as connection:
-            found: dict[str, int] = dict(connection.execute(query).tuples().all())
+            found: dict[str, int] = {status: n for status, n in connection.execute(query)}
         return {status: found.get(status, 0) for status in STATUSES}
 
     # -- housekeeping --------------------------------------------------------------

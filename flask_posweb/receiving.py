@@ -15,11 +15,11 @@ import typing as t
 from . import signals
 from .dispatch import call_receivers
 from .dispatch import notify
+from .dispatch import webhook_event
 from .events import EventType
 from .events import WebhookEvent
 from .exceptions import ReceiverError
 from .exceptions import StoreError
-from .exceptions import UnavailableError
 from .exceptions import WebhookError
 from .inbox import Delivery
 from .payload import check_json
@@ -68,19 +68,14 @@ def receive(
         return None
     inline = state.settings.dispatch == "inline"
     owner = new_owner("request") if inline else None
-    try:
-        admission = state.inbox.admit(
-            event_type.name, raw, kept, owner=owner, lease=state.settings.lease
-        )
-    except StoreError as exc:
-        logger.error("%s not stored, answered 503: %s", event_type.name, exc)
-        raise UnavailableError(
-            "The delivery could not be stored; retry later.", state.settings.retry_after
-        ) from exc
+    # A StoreError here is answered 503 by the blueprint: DealPOS retries.
+    admission = state.inbox.admit(
+        event_type.name, raw, kept, owner=owner, lease=state.settings.lease
+    )
     delivery = admission.delivery
     if admission.new:
         logger.info("%s accepted (id=%s)", event_type.name, delivery.id)
-        notify(signals.webhook_received, state.app, event=_event(delivery, data))
+        notify(signals.webhook_received, state.app, event=webhook_event(delivery, data))
         if owner is not None:
             _dispatch_inline(state, delivery, owner, data)
         elif state.background is not None:
@@ -90,35 +85,19 @@ def receive(
     return delivery.id
 
 
-def _event(delivery: Delivery, data: dict[str, t.Any]) -> WebhookEvent:
-    return WebhookEvent(
-        delivery.event,
-        data,
-        delivery.raw,
-        id=delivery.id,
-        attempt=max(delivery.attempts, 1),
-        headers=delivery.headers,
-    )
-
-
 def _keep_rejected(
-    state: PosWebState,
-    event_type: EventType,
-    raw: bytes,
-    headers: dict[str, str],
+    state: PosWebState, event_type: EventType, raw: bytes, headers: dict[str, str],
     exc: WebhookError,
 ) -> None:
-    """Store a refused body with its errors; a refusal we could not record is a 503."""
+    """Store a refused body with its errors before refusing it.
+
+    If it cannot be stored, the StoreError replaces the refusal: a 4xx is
+    final for DealPOS, a 503 makes it retry, so nothing is lost.
+    """
     if state.inbox is None:
         return
     errors = exc.stored_errors()
-    try:
-        exc.delivery_id = state.inbox.reject(event_type.name, raw, headers, errors).id
-    except StoreError as store_error:
-        # A 4xx is final for DealPOS: refusing what we could not keep would lose it.
-        raise UnavailableError(
-            "The delivery could not be stored; retry later.", state.settings.retry_after
-        ) from store_error
+    exc.delivery_id = state.inbox.reject(event_type.name, raw, headers, errors).id
     logger.warning("%s rejected (id=%s): %s", event_type.name, exc.delivery_id, errors)
 
 

@@ -46,6 +46,13 @@ class PosWebState:
             if settings.dispatch != "worker":
                 self.background = BackgroundRunner(self)
 
+    def close(self) -> None:
+        """Stop the background dispatcher and close the inbox's connections."""
+        if self.background is not None:
+            self.background.stop()
+        if self.inbox is not None:
+            self.inbox.engine.dispose()
+
     def require_inbox(self) -> Inbox:
         """The inbox, for commands that need one.
 

@@ -116,13 +116,18 @@ def derive(
 
     For sibling events that share a body but whose pages mark it differently
     (or showed only part of it): the named fields become required or optional,
-    ``fields`` replace or add fields; everything else is inherited.
+    ``fields`` replace or add fields; everything else is inherited. A field
+    made optional loses its non-empty mark as well.
     """
     overrides: dict[str, t.Any] = {"__doc__": doc, "__module__": base.__module__}
     for names, is_required in ((required, True), (optional, False)):
         for field_name in names:
             field = copy.copy(base._declared_fields[field_name])
             field.required, field.allow_none = is_required, not is_required
+            if not is_required:  # an unseen mark is no mark: drop non-empty too
+                field.validators = [v for v in field.validators if v is not NON_EMPTY]
+                if isinstance(field, DateOrDateTime):
+                    field.non_empty = False
             overrides[field_name] = field
     derived = ma.schema.SchemaMeta(name, (base,), {**overrides, **fields})  # type: ignore[no-untyped-call]
     return t.cast(type[BaseSchema], derived)

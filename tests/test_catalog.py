@@ -1,0 +1,234 @@
+"""The catalogue is complete and consistent: with DealPOS's documentation (a copy
+of the project's ``catalog.json`` in ``tests/data``), and with every place an
+event must appear: schema, signal, URL rule, sample, README row."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import typing as t
+
+import marshmallow as ma
+import pytest
+from flask import Flask
+from marshmallow import fields
+
+from flask_posweb import EVENTS
+from flask_posweb import signals
+from flask_posweb.events import EventType
+from flask_posweb.events import kebab
+from flask_posweb.loyalty import CALLS
+from flask_posweb.schemas.base import NON_EMPTY
+from flask_posweb.schemas.fields import DateOrDateTime
+from flask_posweb.sending import sample
+
+HERE = pathlib.Path(__file__).parent
+VENDOR = json.loads((HERE / "data" / "dealpos_catalog.json").read_text())
+README = (HERE.parent / "README.md").read_text()
+
+#: Vendor events known by title only (no key published), mapped to our names.
+BY_TITLE = {
+    "Close Shift": "shift_closed",
+    "Outbound Logistic Complete": "outbound_logistic_completed",
+    "Inbound Logistic Complete": "inbound_logistic_completed",
+}
+#: Loyalty Point calls (request/response), mapped to our loyalty calls.
+LOYALTY_BY_TITLE = {
+    "Fetch Loyalty Points": "member_points",
+    "Loyalty Point On Order Complete": "order_complete",
+    "(validate promotion coupon; title not seen)": "validate_coupon",
+}
+#: Vendor entries we cannot ship: nothing but a truncated title is known.
+UNREADABLE = {"Invoice Re… (truncated in source)"}
+#: Groups the product brief lists; those without a documented event get provisional ones.
+PRODUCT_GROUPS = [
+    "Product", "Invoice", "Customer", "Supplier", "Bill", "Transfer Order", "Outbound Logistic",
+    "Inbound Logistic", "Adjustment", "Invoice Payment", "Bill Payment", "Shift", "Outlet",
+    "Invoice Write Off", "Supplier Bill Write Off", "Sales Order",
+]  # fmt: skip
+#: The product specifies Invoice Payment exactly: these fields required (strings non-empty).
+PAYMENT_REQUIRED = {"ID", "InvoiceID", "Outlet", "Number", "Amount", "Method", "Date", "Created",
+                    "Creator"}  # fmt: skip
+
+
+def vendor_events() -> t.Iterator[tuple[str, dict[str, t.Any]]]:
+    for group in VENDOR["groups"]:
+        for event in group.get("events", []):
+            yield group["tag"], event
+
+
+def our_event(vendor_event: dict[str, t.Any]) -> EventType:
+    if vendor_event["key"]:
+        matches = [e for e in EVENTS.values() if e.wire_name == vendor_event["key"]]
+        assert len(matches) == 1, vendor_event["key"]
+        return matches[0]
+    return EVENTS[BY_TITLE[vendor_event["title"]]]
+
+
+PAYMENT_CREATED_NON_EMPTY = {
+    f["name"]: f["non_empty"] is True
+    for _, e in vendor_events()
+    if e["key"] == "paymentCreated"
+    for f in e["request_body"]["fields"]
+}
+
+WEBHOOKS = [
+    (group, event)
+    for group, event in vendor_events()
+    if not group.startswith("Loyalty") and event["title"] not in UNREADABLE
+]
+
+
+@pytest.mark.parametrize(("group", "vendor"), WEBHOOKS, ids=[e["title"] for _, e in WEBHOOKS])
+def test_every_documented_event_is_in_the_catalogue(group: str, vendor: dict[str, t.Any]) -> None:
+    event = our_event(vendor)
+    assert event.group == group
+    assert event.title.startswith(vendor["title"].split(" (")[0])
+
+
+def test_every_loyalty_call_is_served() -> None:
+    calls = [e for g, e in vendor_events() if g.startswith("Loyalty Point")]
+    assert sorted(LOYALTY_BY_TITLE[e["title"]] for e in calls) == sorted(CALLS)
+
+
+def test_only_unreadable_entries_are_left_out() -> None:
+    shipped = {id(v) for _, v in WEBHOOKS}
+    left_out = [v["title"] for g, v in vendor_events()
+                if id(v) not in shipped and not g.startswith("Loyalty")]  # fmt: skip
+    assert left_out == sorted(UNREADABLE)
+
+
+@pytest.mark.parametrize("group", PRODUCT_GROUPS)
+def test_every_product_group_has_events(group: str) -> None:
+    events = [e for e in EVENTS.values() if e.group == group]
+    assert events
+    documented = any(v["tag"] == group and v.get("events") for v in VENDOR["groups"])
+    # A group DealPOS documents no event for is served by provisional events.
+    assert documented or all(e.provisional for e in events)
+
+
+def test_groups_are_only_the_products() -> None:
+    assert {e.group for e in EVENTS.values()} == set(PRODUCT_GROUPS)
+
+
+@pytest.mark.parametrize("event", EVENTS.values(), ids=list(EVENTS))
+def test_names_urls_and_signals_derive_from_one_name(event: EventType) -> None:
+    assert re.fullmatch(r"[a-z]+(_[a-z]+)*_(created|updated|deleted|erased|written_off|"
+                        r"completed|closed)", event.name)  # fmt: skip
+    assert event.url_rule == "/" + kebab(event.name) == "/" + event.name.replace("_", "-")
+    assert event.signal.name == kebab(event.name)
+    assert getattr(signals, event.name) is event.signal
+    assert issubclass(event.schema, ma.Schema)
+
+
+def test_signals_module_has_no_stray_event_signals() -> None:
+    declared = {n for n, v in vars(signals).items() if isinstance(v, type(signals.webhook_received))}
+    lifecycle = {n for n in declared if n.startswith(("webhook_", "receiver_", "loyalty_"))}
+    assert declared - lifecycle == set(EVENTS)
+
+
+@pytest.mark.parametrize("event", EVENTS.values(), ids=list(EVENTS))
+def test_every_event_has_a_sample_that_validates(event: EventType) -> None:
+    data = event.load(json.loads(sample(event.name)))
+    assert data
+
+
+@pytest.mark.parametrize("event", EVENTS.values(), ids=list(EVENTS))
+def test_every_event_has_a_readme_row(event: EventType) -> None:
+    row = next((line for line in README.splitlines() if f"| `{event.name}` |" in line), None)
+    assert row is not None, f"README has no row for {event.name}"
+    assert f"`{event.url_rule}`" in row
+    assert f"`{event.wire_name}`" in row if event.wire_name else "—" in row
+    assert ("provisional" in row) == event.provisional
+
+
+@pytest.mark.parametrize("event", EVENTS.values(), ids=list(EVENTS))
+def test_every_event_is_routed(event: EventType) -> None:
+    from flask_posweb import PosWeb
+
+    app = Flask(__name__)
+    app.config["POSWEB_API_KEYS"] = ["k"]
+    app.register_blueprint(PosWeb().blueprint, url_prefix="/dealpos")
+    rules = {r.endpoint: r.rule for r in app.url_map.iter_rules()}
+    assert rules[f"posweb.{event.name}"] == "/dealpos" + event.url_rule
+
+
+# -- fields: our schemas say what DealPOS's documentation says -----------------------
+
+
+def declared(schema: type[ma.Schema]) -> dict[str, fields.Field[t.Any]]:
+    return dict(schema._declared_fields)
+
+
+def nested_schema(field: fields.Field[t.Any]) -> type[ma.Schema] | None:
+    inner = field.inner if isinstance(field, fields.List) else field
+    if isinstance(inner, fields.Nested):
+        return t.cast(type[ma.Schema], inner.nested)
+    return None
+
+
+def kind_matches(vendor_type: str, field: fields.Field[t.Any]) -> bool:
+    kinds: dict[str, tuple[type, ...]] = {
+        "string": (fields.String, DateOrDateTime),
+        "number": (fields.Number,),
+        "integer": (fields.Number,),  # money as Decimal, counts as Integer
+        "boolean": (fields.Boolean,),
+        "array": (fields.List,),
+        "object": (fields.Nested, fields.Dict),
+    }
+    return isinstance(field, kinds[vendor_type])
+
+
+def compare(vendor_fields: list[dict[str, t.Any]], schema: type[ma.Schema], path: str,
+            payment: bool) -> list[str]:  # fmt: skip
+    problems = []
+    ours = declared(schema)
+    for vendor in vendor_fields:
+        name, where = vendor["name"], f"{path}{vendor['name']}"
+        field = ours.get(name)
+        if field is None:
+            problems.append(f"{where}: not declared")
+            continue
+        if not kind_matches(vendor["type"], field):
+            problems.append(f"{where}: {vendor['type']} declared as {type(field).__name__}")
+        required = name in PAYMENT_REQUIRED if payment else vendor["required"] is True
+        if field.required != required:
+            problems.append(f"{where}: required={field.required}, documented {required}")
+        if payment and name not in PAYMENT_REQUIRED:  # as documented on Payment Created
+            non_empty = PAYMENT_CREATED_NON_EMPTY.get(name, False)
+        else:
+            non_empty = required and vendor["type"] == "string" if payment else vendor["non_empty"] is True
+        if vendor["type"] in ("string", "array"):
+            if isinstance(field, DateOrDateTime):
+                has = field.non_empty
+            else:
+                has = NON_EMPTY in field.validators
+            if has != non_empty:
+                problems.append(f"{where}: non-empty={has}, documented {non_empty}")
+        sub = vendor.get("fields") or (vendor.get("items") or {}).get("fields")
+        inner = nested_schema(field)
+        if sub and inner is None:
+            problems.append(f"{where}: documented fields not validated")
+        elif sub and inner is not None:
+            problems.extend(compare(sub, inner, f"{where}.", payment))
+    return problems
+
+
+DOCUMENTED = [(g, e) for g, e in WEBHOOKS if (e["request_body"] or {}).get("fields")]
+
+
+@pytest.mark.parametrize(("group", "vendor"), DOCUMENTED, ids=[e["title"] for _, e in DOCUMENTED])
+def test_schema_fields_match_the_documentation(group: str, vendor: dict[str, t.Any]) -> None:
+    event = our_event(vendor)
+    payment = group == "Invoice Payment"
+    assert compare(vendor["request_body"]["fields"], event.schema, "", payment) == []
+
+
+def test_dates_are_parsed_where_documented_as_dates() -> None:
+    date_fields = {"Date", "DueDate", "Created", "Open", "Close", "Start", "End", "Modified",
+                   "ReceivedDate", "Birthdate"}  # fmt: skip
+    for event in EVENTS.values():
+        for name, field in declared(event.schema).items():
+            if name in date_fields:
+                assert isinstance(field, DateOrDateTime), f"{event.name}.{name}"

@@ -1,0 +1,229 @@
+"""Schemas and fields: lenient where DealPOS drifts, exact where it matters."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import typing as t
+from decimal import Decimal
+
+import marshmallow as ma
+import pytest
+
+from flask_posweb import EVENTS
+from flask_posweb.events import EventType
+from flask_posweb.exceptions import ValidationFailedError
+from flask_posweb.payload import flatten_errors
+from flask_posweb.payload import load
+from flask_posweb.payload import parse
+from flask_posweb.schemas import InvoicePaymentSchema
+from flask_posweb.schemas import parse_pos_datetime
+from flask_posweb.schemas.fields import Count
+from flask_posweb.schemas.fields import Money
+from flask_posweb.schemas.fields import Text
+from flask_posweb.sending import sample
+
+UTC = dt.timezone.utc
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2020-07-01", dt.date(2020, 7, 1)),
+        ("2021-08-20T00:00:00", dt.datetime(2021, 8, 20)),
+        ("2021-08-20 10:28", dt.datetime(2021, 8, 20, 10, 28)),
+        ("2021-08-20T10:28:56.6", dt.datetime(2021, 8, 20, 10, 28, 56, 600000)),
+        ("2021-08-20T10:28:56.66", dt.datetime(2021, 8, 20, 10, 28, 56, 660000)),
+        ("2021-08-20T10:28:56.669107", dt.datetime(2021, 8, 20, 10, 28, 56, 669107)),
+        ("2021-08-20T10:28:56.6691072", dt.datetime(2021, 8, 20, 10, 28, 56, 669107)),
+        ("2021-08-20T10:28:56Z", dt.datetime(2021, 8, 20, 10, 28, 56, tzinfo=UTC)),
+        ("2021-08-20T10:28:56.1234567Z", dt.datetime(2021, 8, 20, 10, 28, 56, 123456, tzinfo=UTC)),
+        ("2021-08-20T17:28:56+07:00",
+         dt.datetime(2021, 8, 20, 17, 28, 56, tzinfo=dt.timezone(dt.timedelta(hours=7)))),
+        ("2021-08-20T05:28:56-0530",
+         dt.datetime(2021, 8, 20, 5, 28, 56, tzinfo=dt.timezone(-dt.timedelta(hours=5, minutes=30)))),
+        ("0001-01-01T00:00:00", None),
+        ("0001-01-01T00:00:00.0000000", None),
+        ("0001-01-01", None),
+    ],
+)  # fmt: skip
+def test_every_date_shape_dealpos_sends(text: str, expected: t.Any) -> None:
+    assert parse_pos_datetime(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2021-13-01", "20/07/2021", "2021-08-20T25:00:00", "yesterday", "",
+     "2021-08-20T10:28:56.12345678", "2021-02-30"],
+)  # fmt: skip
+def test_what_is_not_a_date(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_pos_datetime(text)
+
+
+def payment(**changes: t.Any) -> dict[str, t.Any]:
+    body = parse(sample("payment_created"))
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def load_payment(body: dict[str, t.Any]) -> dict[str, t.Any]:
+    return t.cast(dict[str, t.Any], InvoicePaymentSchema().load(body))
+
+
+def test_invoice_payment_is_typed_as_the_product_specifies() -> None:
+    data = load_payment(payment(Date="2021-08-20T00:00:00", Created="2021-08-20"))
+    assert data["Amount"] == Decimal("75240") and isinstance(data["Amount"], Decimal)
+    assert data["Date"] == dt.date(2021, 8, 20)  # a date-time for a date keeps the day
+    assert data["Created"] == dt.date(2021, 8, 20)  # date or date-time, as sent
+    assert load_payment(payment())["Created"] == dt.datetime(2026, 11, 27, 14, 5, 31, 441029)
+
+
+@pytest.mark.parametrize("name", ["ID", "InvoiceID", "Outlet", "Number", "Amount", "Method",
+                                  "Date", "Created", "Creator"])  # fmt: skip
+def test_invoice_payment_fields_are_all_required(name: str) -> None:
+    with pytest.raises(ma.ValidationError) as missing:
+        load_payment(payment(**{name: ...}))
+    assert missing.value.messages == {name: ["Missing data for required field."]}
+    with pytest.raises(ma.ValidationError) as null:
+        load_payment(payment(**{name: None}))
+    assert null.value.messages == {name: ["Field may not be null."]}
+
+
+@pytest.mark.parametrize("name", ["ID", "InvoiceID", "Outlet", "Number", "Method", "Date",
+                                  "Created", "Creator"])  # fmt: skip
+def test_invoice_payment_strings_must_not_be_empty(name: str) -> None:
+    with pytest.raises(ma.ValidationError) as empty:
+        load_payment(payment(**{name: ""}))
+    assert empty.value.messages == {name: ["Must not be empty."]}
+
+
+@pytest.mark.parametrize("amount", ["a lot", True, [], {}, "NaN", "Infinity"])
+def test_amount_must_be_a_number(amount: t.Any) -> None:
+    with pytest.raises(ma.ValidationError) as error:
+        load_payment(payment(Amount=amount))
+    assert list(error.value.messages) == ["Amount"]
+
+
+def test_money_never_passes_through_a_float() -> None:
+    raw = json.dumps(payment()).replace('"Amount": 75240', '"Amount": 0.1000000000000000055511')
+    data = load_payment(parse(raw.encode()))
+    assert data["Amount"] == Decimal("0.1000000000000000055511")
+
+
+def test_optional_fields_accept_null_and_empty_dates() -> None:
+    invoice = parse(sample("invoice_created")) | {"Customer": None, "Date": "", "Gross": None}
+    data = EVENTS["invoice_created"].load(invoice)
+    assert data["Customer"] is None and data["Date"] is None and data["Gross"] is None
+    assert data["DueDate"] is None  # 0001-01-01T00:00:00
+
+
+class Probe(ma.Schema):
+    money = Money()
+    count = Count()
+    text = Text()
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("count", 3, 3), ("count", Decimal("3.0"), 3), ("count", "4", 4),
+    ("text", 628123456789, "628123456789"), ("text", Decimal("12.50"), "12.50"),
+    ("money", "12.50", Decimal("12.50")), ("money", 7, Decimal(7)),
+])  # fmt: skip
+def test_lenient_fields(field: str, value: t.Any, expected: t.Any) -> None:
+    assert Probe().load({field: value})[field] == expected
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("count", Decimal("3.5")), ("count", True), ("count", "x"), ("count", Decimal("Infinity")),
+    ("money", False), ("text", True), ("text", ["a"]),
+])  # fmt: skip
+def test_strict_where_it_matters(field: str, value: t.Any) -> None:
+    with pytest.raises(ma.ValidationError):
+        Probe().load({field: value})
+
+
+# -- every schema, through its sample ------------------------------------------------
+
+
+def sprinkle(value: t.Any, path: str = "") -> t.Any:
+    """Add an unknown field to every object, at every nesting level."""
+    if isinstance(value, dict):
+        marked = {k: sprinkle(v, f"{path}.{k}") for k, v in value.items()}
+        marked["XPosWebUnknown"] = {"at": path or "$", "n": Decimal("1.10")}
+        return marked
+    if isinstance(value, list):
+        return [sprinkle(item, f"{path}.{i}") for i, item in enumerate(value)]
+    return value
+
+
+def unknowns(value: t.Any) -> list[t.Any]:
+    if isinstance(value, dict):
+        found = [value["XPosWebUnknown"]] if "XPosWebUnknown" in value else []
+        return found + [u for k, v in value.items() if k != "XPosWebUnknown" for u in unknowns(v)]
+    if isinstance(value, list):
+        return [u for item in value for u in unknowns(item)]
+    return []
+
+
+@pytest.mark.parametrize("event", EVENTS.values(), ids=list(EVENTS))
+def test_unknown_fields_are_kept_at_every_level(event: EventType) -> None:
+    body = sprinkle(parse(sample(event.name)))
+    data = event.load(copy.deepcopy(body))
+    by_place = sorted(unknowns(body), key=lambda u: u["at"])
+    assert sorted(unknowns(data), key=lambda u: u["at"]) == by_place
+    assert by_place[0] == {"at": "$", "n": Decimal("1.10")}
+
+
+def required_paths(schema: ma.Schema, prefix: str = "") -> t.Iterator[tuple[str, ...]]:
+    for name, field in schema.fields.items():
+        if field.required:
+            yield (*prefix.split(".")[1:], name) if prefix else (name,)
+        if isinstance(field, ma.fields.Nested):
+            yield from required_paths(field.schema, f"{prefix}.{name}" if prefix else f".{name}")
+        if isinstance(field, ma.fields.List) and isinstance(field.inner, ma.fields.Nested):
+            yield from required_paths(field.inner.schema, f"{prefix or ''}.{name}.0")
+
+
+CASES = [
+    (event, path)
+    for event in EVENTS.values()
+    for path in required_paths(event.schema())
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("event", "path"), CASES, ids=[f"{e.name}:{'.'.join(p)}" for e, p in CASES])
+def test_a_missing_required_field_is_reported_at_its_path(event: EventType, path: tuple[str, ...]) -> None:
+    body = parse(sample(event.name))
+    holder: t.Any = body
+    for step in path[:-1]:
+        holder = holder[int(step)] if isinstance(holder, list) else holder[step]
+    del holder[path[-1]]
+    with pytest.raises(ValidationFailedError) as error:
+        load(event, body)
+    assert error.value.errors == {".".join(path): ["Missing data for required field."]}
+
+
+def test_error_paths_are_flat_and_use_dealpos_names() -> None:
+    messages = {"Customer": {"Email": ["bad"]}, "Variants": {0: {"Code": ["x"]}, 2: ["y"]},
+                "_schema": ["z"], "Session": {"_schema": ["Invalid input type."]}}  # fmt: skip
+    assert flatten_errors(messages) == {
+        "Customer.Email": ["bad"], "Variants.0.Code": ["x"], "Variants.2": ["y"],
+        "_schema": ["z"], "Session": ["Invalid input type."],
+    }  # fmt: skip
+
+
+def test_nested_type_errors_name_the_object() -> None:
+    body = parse(sample("shift_closed")) | {"Session": "closed"}
+    with pytest.raises(ValidationFailedError) as error:
+        load(EVENTS["shift_closed"], body)
+    assert error.value.errors == {"Session": ["Invalid input type."]}
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[1]", b'"x"', b"null", b"\xff\xfe{", b"NaN",
+                                 b'{"a": NaN}', b"[" * 100000, b"1" * 5000])  # fmt: skip
+def test_parse_refuses_what_is_not_one_json_object(raw: bytes) -> None:
+    from flask_posweb.exceptions import PayloadError
+
+    with pytest.raises(PayloadError):
+        parse(raw)

@@ -1,0 +1,197 @@
+"""Every event through the real HTTP endpoint, and every status code of the table."""
+
+from __future__ import annotations
+
+import io
+import json
+import typing as t
+
+import pytest
+from flask import Flask
+
+from flask_posweb import EVENTS
+from flask_posweb import PosWeb
+from flask_posweb import WebhookEvent
+from flask_posweb.sending import sample
+from flask_posweb.testing import PosWebClient
+from flask_posweb.testing import captured_events
+
+from .conftest import MakeApp
+from .conftest import payload_bytes
+
+KEY = {"X-API-Key": "test-key"}
+
+
+@pytest.mark.parametrize("name", list(EVENTS))
+def test_every_event_is_received_and_signalled(app: Flask, client: PosWebClient, name: str) -> None:
+    with captured_events(app) as events:
+        response = client.deliver(name)
+    assert response.status_code == 200
+    assert response.json == {"status": "success"}
+    assert [e.name for e in events] == [name]
+    event = events[0]
+    assert event.raw == sample(name)
+    assert event.id == int(response.headers["X-PosWeb-Delivery"])
+    assert event.attempt == 1 and not event.is_replay
+
+
+def test_a_real_payload_reaches_the_handler_with_every_field(app: Flask, client: PosWebClient) -> None:
+    raw = payload_bytes("payment_written_off_drifted")
+    with captured_events(app, "payment_written_off") as events:
+        assert client.deliver("payment_written_off", raw).status_code == 200
+    (event,) = events
+    assert event.raw == raw
+    sent = json.loads(raw)
+    assert set(event.data) == set(sent)  # known and unknown alike
+    assert event.data["LoyaltyMeta"] == {"Tier": "Gold", "Since": "2019-04-01"}  # as received
+    assert str(event.data["Amount"]) == "1240.50"
+
+
+def test_posting_the_same_bytes_keeps_them_exactly(app: Flask, client: PosWebClient) -> None:
+    raw = b'{"ID":"p-1", "InvoiceID":"i-1","Outlet":"K","Number":"N","Amount":10.10,' \
+          b'"Method":"Cash","Date":"2021-08-20","Created":"2021-08-20T10:28:56.6691072",' \
+          b'"Creator":"Dewi",  "\\u00e9t\\u00e9": "summer"}'
+    with captured_events(app) as events:
+        assert client.deliver("payment_created", raw).status_code == 200
+    assert events[0].raw == raw
+    assert events[0].data["été"] == "summer"
+
+
+def error(response: t.Any, status: int) -> dict[str, t.Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = t.cast(dict[str, t.Any], response.json)
+    assert body["status"] == "error" and body["message"]
+    return body
+
+
+@pytest.mark.parametrize(("raw", "reason"), [
+    (b"{", "not valid JSON"), (b"", "not valid JSON"), (b"\xff\xfe\x00", "not valid JSON"),
+    (b"[1, 2]", "not an array"), (b'"text"', "not a string"), (b"42", "not a number"),
+    (b"null", "not null"),
+])  # fmt: skip
+def test_400_when_the_body_is_not_one_json_object(client: PosWebClient, raw: bytes, reason: str) -> None:
+    body = error(client.deliver("payment_created", raw), 400)
+    assert reason.split()[-1] in body["message"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""},
+                                     {"Authorization": "Bearer test-key"}])  # fmt: skip
+def test_401_without_valid_credentials(client: PosWebClient, headers: dict[str, str]) -> None:
+    response = client.post("/dealpos/payment-created", json=json.loads(sample("payment_created")),
+                           headers=headers)  # fmt: skip
+    body = error(response, 401)
+    assert body["message"] == "Missing or invalid credentials."
+    assert response.headers["WWW-Authenticate"] == 'ApiKey realm="DealPOS webhooks", header="X-API-Key"'
+    assert "wrong" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_405_for_other_methods(client: PosWebClient, method: str) -> None:
+    response = client.open("/dealpos/payment-created", method=method, headers=KEY)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    if method != "HEAD":
+        error(response, 405)
+
+
+def test_413_by_content_length_before_reading(make_app: MakeApp) -> None:
+    client = make_app(POSWEB_MAX_CONTENT_LENGTH=100).test_client()
+    body = error(client.deliver("payment_created", b"{" + b" " * 200 + b"}"), 413)
+    assert "100 bytes" in body["message"]
+
+
+def test_413_while_streaming_without_content_length(client: PosWebClient) -> None:
+    stream = io.BytesIO(b'{"a": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    response = client.post("/dealpos/payment-created", input_stream=stream, headers=KEY,
+                           content_type="application/json",
+                           environ_overrides={"wsgi.input_terminated": True})  # fmt: skip
+    error(response, 413)
+
+
+def test_default_limit_is_one_mebibyte(client: PosWebClient) -> None:
+    def sized(size: int) -> bytes:
+        payload = json.loads(sample("product_created")) | {"Description": ""}
+        padding = size - len(json.dumps(payload).encode())
+        return json.dumps(payload | {"Description": "x" * padding}).encode()
+
+    assert len(sized(1024 * 1024)) == 1024 * 1024
+    assert client.deliver("product_created", sized(1024 * 1024)).status_code == 200
+    error(client.deliver("product_created", sized(1024 * 1024 + 1)), 413)
+
+
+def test_a_smaller_app_limit_wins(make_app: MakeApp) -> None:
+    client = make_app(MAX_CONTENT_LENGTH=50).test_client()
+    error(client.deliver("payment_created"), 413)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_415_when_not_json(client: PosWebClient, content_type: str) -> None:
+    body = error(client.deliver("payment_created", content_type=content_type), 415)
+    assert "application/json" in body["message"]
+
+
+def test_json_with_a_charset_or_suffix_is_json(client: PosWebClient) -> None:
+    assert client.deliver("payment_created", content_type="application/json; charset=utf-8").status_code == 200
+    assert client.deliver("invoice_created", content_type="application/vnd.dealpos+json").status_code == 200
+
+
+def test_422_names_every_bad_field_by_its_path(client: PosWebClient) -> None:
+    payload = json.loads(sample("transfer_order_created"))
+    del payload["Number"]
+    payload["Variants"][0]["Quantity"] = "six"
+    payload["Date"] = "yesterday"
+    body = error(client.deliver("transfer_order_created", payload), 422)
+    assert body["errors"] == {
+        "Number": ["Missing data for required field."],
+        "Variants.0.Quantity": ["Not a valid number."],
+        "Date": ["Not a valid date or date-time."],
+    }
+
+
+def test_errors_never_echo_secrets_or_tracebacks(app: Flask, client: PosWebClient,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    import flask_posweb.views
+
+    def explode(*args: t.Any, **kwargs: t.Any) -> t.NoReturn:
+        raise RuntimeError("secret internals test-key")
+
+    monkeypatch.setattr(flask_posweb.views, "receive", explode)
+    response = client.deliver("payment_created")
+    assert error(response, 500) == {"status": "error", "message": "Internal error."}
+    assert "test-key" not in response.get_data(as_text=True)
+
+
+def test_error_handling_stays_inside_the_blueprint(app: Flask, client: PosWebClient) -> None:
+    @app.get("/boom")
+    def boom() -> str:
+        raise KeyError("app's own bug")
+
+    @app.get("/only-get")
+    def only_get() -> str:
+        return "ok"
+
+    assert client.get("/nowhere").mimetype == "text/html"  # the app's 404
+    assert client.post("/only-get").mimetype == "text/html"  # the app's 405
+    assert client.get("/dealpos/no-such-event").mimetype == "text/html"
+    with pytest.raises(KeyError):  # TESTING: the app's errors propagate as usual
+        client.get("/boom")
+
+
+def test_success_is_exactly_what_dealpos_expects(client: PosWebClient) -> None:
+    response = client.deliver("payment_created")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "success"}
+
+
+def test_init_app_uses_the_configured_prefix(tmp_path: t.Any) -> None:
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config.update(POSWEB_API_KEYS=["k"], POSWEB_URL_PREFIX="/hooks/pos")
+    posweb = PosWeb(app)
+    seen: list[WebhookEvent] = []
+    posweb.on("invoice_created")(lambda sender, event, **extra: seen.append(event))
+    app.test_client_class = PosWebClient
+    response = app.test_client().deliver("invoice_created", key="k")
+    assert response.status_code == 200
+    assert response.request.path == "/hooks/pos/invoice-created"
+    assert seen[0].data["Number"] == "KMG-INV-2026-00412"
