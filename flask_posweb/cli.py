@@ -229,7 +229,7 @@ def register_commands(bp: Blueprint) -> None:
             "body": delivery.raw.decode("utf-8", "replace"),
             "errors": delivery.errors,
             "receivers": [
-                {**vars(a), "started_at": a.started_at.isoformat()}
+                {**a._asdict(), "started_at": a.started_at.isoformat()}
                 for a in inbox.attempts_of(delivery_id)
             ],
         }

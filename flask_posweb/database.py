@@ -91,6 +91,12 @@ def create_engine(url: str, timeout: float) -> sa.Engine:
             pool_pre_ping=True,
             connect_args={"options": f"-c lock_timeout={millis} -c statement_timeout={millis * 6}"},
         )
+
+        @sa.event.listens_for(engine, "begin")
+        def _relaxed(connection: sa.Connection) -> None:
+            if not connection.get_execution_options().get("posweb_durable", True):
+                connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
     _dispose_after_fork(engine)
     return engine
 
@@ -116,13 +122,21 @@ def _sqlite_engine(url: sa.URL, timeout: float) -> sa.Engine:
         # WAL: readers never block the writer. FULL: a commit is on disk before
         # we answer 200. busy_timeout: wait for the write lock, then fail (503).
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA synchronous=FULL")  # per transaction: see _begin
         cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:
+        # FULL syncs each commit to disk before it returns; NORMAL (in WAL mode)
+        # defers that to the next FULL commit or checkpoint: a crash may lose the
+        # last such commits, never corrupt the file. See Inbox._write.
+        durable = connection.get_execution_options().get("posweb_durable", True)
+        info = connection.connection.info
+        if info.get("posweb_durable") != durable:
+            connection.exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            info["posweb_durable"] = durable
         # Take the write lock at BEGIN: a deferred transaction that reads, then
         # writes, fails at once with SQLITE_BUSY when another process wrote in
         # between, instead of waiting for busy_timeout.

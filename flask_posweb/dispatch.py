@@ -10,12 +10,13 @@ failed (octokit/webhooks does the same with its handlers).
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
+import inspect
 import logging
 import time
 import traceback
 import typing as t
+import weakref
 from collections.abc import Callable
 from collections.abc import Container
 
@@ -25,6 +26,7 @@ from . import signals
 from .events import EVENTS
 from .events import WebhookEvent
 from .exceptions import WebhookError
+from .headers import RedactedHeaders
 from .inbox import Attempt
 from .inbox import Delivery
 from .inbox import Inbox
@@ -50,22 +52,49 @@ def receiver_name(receiver: t.Callable[..., t.Any]) -> str:
     return f"{module}.{qualname}"
 
 
+#: Name and async-ness of each receiver seen, so that neither is worked out
+#: again on every delivery (``inspect`` is slow for a hot path).
+_DESCRIBED: weakref.WeakKeyDictionary[t.Callable[..., t.Any], tuple[str, bool]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _describe(receiver: t.Callable[..., t.Any]) -> tuple[str, bool]:
+    try:
+        return _DESCRIBED[receiver]
+    except (KeyError, TypeError):
+        pass
+    described = (receiver_name(receiver), inspect.iscoroutinefunction(receiver))
+    try:
+        _DESCRIBED[receiver] = described
+    except TypeError:  # not weakly referenceable: described again next time
+        pass
+    return described
+
+
 def _receivers(signal: NamedSignal, app: Flask) -> t.Iterator[tuple[str, t.Callable[..., t.Any]]]:
-    """The signal's receivers for ``app``, each with a name unique within the signal."""
-    if signal.is_muted:
+    """The signal's receivers for ``app``, each with a name unique within the signal,
+    ready to call (``async`` ones wrapped as Flask does for views)."""
+    if signal.is_muted or not signal.receivers:
         return
-    seen: collections.Counter[str] = collections.Counter()
+    seen: set[str] = set()
     for receiver in signal.receivers_for(app):
-        name = receiver_name(receiver)
-        seen[name] += 1
-        yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), receiver
+        name, is_async = _describe(receiver)
+        if name in seen:  # the same function connected twice, or two lambdas
+            base, number = name, 2
+            while (name := f"{base}#{number}") in seen:
+                number += 1
+        seen.add(name)
+        yield name, app.ensure_sync(receiver) if is_async else receiver
 
 
 def notify(signal: NamedSignal, app: Flask, **kwargs: t.Any) -> None:
     """Send a lifecycle signal; a receiver that raises is logged, never propagated."""
+    if not signal.receivers:
+        return
     for name, receiver in _receivers(signal, app):
         try:
-            app.ensure_sync(receiver)(app, **kwargs)
+            receiver(app, **kwargs)
         except Exception:
             logger.exception("Receiver %s of signal %r failed", name, signal.name)
 
@@ -91,7 +120,7 @@ def call_receivers(
         started, clock = utcnow(), time.perf_counter()
         error = None
         try:
-            app.ensure_sync(receiver)(app, event=event)
+            receiver(app, event=event)
         except Exception as exc:
             error = traceback.format_exc()
             logger.exception(
@@ -119,7 +148,7 @@ def webhook_event(delivery: Delivery, data: dict[str, t.Any]) -> WebhookEvent:
         attempt=max(delivery.attempts, 1),
         is_replay=delivery.replay,
         received_at=delivery.received_at.replace(tzinfo=dt.timezone.utc),
-        headers=delivery.headers,
+        headers=RedactedHeaders(delivery.headers),
     )
 
 
@@ -191,9 +220,12 @@ class Dispatcher:
         else:
             status = "failed"
             next_attempt_at = utcnow() + dt.timedelta(seconds=self.backoff(delivery.attempts))
-        if not self.inbox.finish(
-            delivery, owner, outcomes, status, next_attempt_at=next_attempt_at
-        ):
+        # Not durable: a crash that loses this write only runs the delivery
+        # again (at least once), and sparing a disk sync per delivery matters.
+        recorded = self.inbox.finish(
+            delivery, owner, outcomes, status, next_attempt_at=next_attempt_at, durable=False
+        )
+        if not recorded:
             logger.warning(
                 "Delivery %s: lease lost while dispatching; another dispatcher took it over",
                 delivery.id,

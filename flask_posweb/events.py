@@ -19,13 +19,12 @@ import typing as t
 from collections.abc import Mapping
 
 import marshmallow as ma
+from blinker import NamedSignal
 
 from . import schemas as s
 from .exceptions import UnknownEventError
+from .schemas.compiled import CompiledSchema
 from .signals import namespace
-
-if t.TYPE_CHECKING:
-    from blinker import NamedSignal
 
 __all__ = ["EVENTS", "EventType", "WebhookEvent", "get_event_type", "kebab"]
 
@@ -65,17 +64,15 @@ class EventType:
     #: or assumed from a sibling event.
     provisional: bool = False
 
-    _loader: ma.Schema = dataclasses.field(init=False, repr=False, compare=False)
+    #: The blinker signal sent for each delivery of this event.
+    signal: NamedSignal = dataclasses.field(init=False, repr=False, compare=False)
+    _loader: CompiledSchema = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # One schema instance per event: marshmallow schemas are reusable and
-        # building one per request is the costliest part of a load.
-        object.__setattr__(self, "_loader", self.schema())
-
-    @property
-    def signal(self) -> NamedSignal:
-        """The blinker signal sent for each delivery of this event."""
-        return namespace.signal(kebab(self.name))
+        object.__setattr__(self, "signal", namespace.signal(kebab(self.name)))
+        # One schema instance per event, compiled once (see schemas/compiled.py):
+        # validation is most of the cost of receiving a webhook.
+        object.__setattr__(self, "_loader", CompiledSchema(self.schema()))
 
     @property
     def url_rule(self) -> str:
@@ -87,8 +84,7 @@ class EventType:
 
         :raises marshmallow.ValidationError: with the messages per field.
         """
-        data: dict[str, t.Any] = self._loader.load(body)
-        return data
+        return t.cast(dict[str, t.Any], self._loader.load(body))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import threading
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -28,11 +29,14 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .database import attempts
 from .database import create_engine
 from .database import create_tables
 from .database import deliveries
+from .exceptions import ConfigurationError
 from .exceptions import StoreError
 
 __all__ = ["Admission", "Attempt", "Delivery", "Filter", "Inbox", "utcnow"]
@@ -72,9 +76,8 @@ class Delivery:
     locked_until: dt.datetime | None
 
 
-@dataclasses.dataclass(frozen=True)
-class Attempt:
-    """One call of one receiver for one delivery."""
+class Attempt(t.NamedTuple):
+    """One call of one receiver for one delivery (a tuple: made on the hot path)."""
 
     receiver: str
     attempt: int
@@ -128,6 +131,98 @@ def _free(now: dt.datetime) -> sa.ColumnElement[bool]:
     return sa.or_(D.locked_until.is_(None), D.locked_until < now)
 
 
+def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:
+    if dialect == "sqlite":
+        return sqlite_insert(deliveries).on_conflict_do_nothing(index_elements=["dedup_key"])
+    if dialect == "postgresql":
+        return postgresql_insert(deliveries).on_conflict_do_nothing(index_elements=["dedup_key"])
+    raise ConfigurationError(
+        f"The inbox supports SQLite and PostgreSQL, not {dialect!r}: check POSWEB_DATABASE_URL."
+    )
+
+
+# Statements built once; each execution only binds values (SQLAlchemy caches
+# their compiled form, where building ``.values(...)`` anew would not be).
+_BY_KEY = sa.select(deliveries).where(D.dedup_key == sa.bindparam("key"))
+_REFUSED_AGAIN = (
+    deliveries.update()
+    .where(D.id == sa.bindparam("b_id"))
+    .values(errors=sa.bindparam("b_errors", type_=D.errors.type), updated_at=sa.bindparam("b_now"))
+)
+_FINISH = (
+    deliveries.update()
+    .where(D.id == sa.bindparam("b_id"), D.locked_by == sa.bindparam("b_owner"))
+    .values(
+        status=sa.bindparam("b_status"),
+        next_attempt_at=sa.bindparam("b_next"),
+        errors=sa.bindparam("b_errors", type_=D.errors.type),
+        answer=sa.bindparam("b_answer", type_=D.answer.type),
+        locked_by=None,
+        locked_until=None,
+        updated_at=sa.bindparam("b_now"),
+    )
+)
+
+
+class _Pending:
+    __slots__ = ("row", "result", "error", "done")
+
+    def __init__(self, row: dict[str, t.Any]) -> None:
+        self.row = row
+        self.result: Admission | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class GroupCommit:
+    """Commit the rows several threads store at the same moment in one transaction.
+
+    A commit that waits for the disk (``synchronous=FULL``) costs a disk sync;
+    with gthread or other threaded servers, requests arriving together then
+    share one. The first thread to take the lock commits every row queued by
+    then, its own included; the others find theirs done (the leader/follower
+    scheme of a write-ahead log's group commit). With one thread it is one
+    plain transaction.
+    """
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.inbox = inbox
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
+
+    def submit(self, row: dict[str, t.Any]) -> Admission:
+        """Store ``row`` (or find its duplicate); returns once it is committed.
+
+        :raises StoreError: the commit failed: nothing in it was stored.
+        """
+        pending = _Pending(row)
+        with self._queue_lock:
+            self._queue.append(pending)
+        with self._commit_lock:
+            if not pending.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.result
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            with self.inbox._write() as connection:
+                admissions = self.inbox._insert(connection, [p.row for p in batch])
+            for pending, admission in zip(batch, admissions, strict=True):
+                pending.result = admission
+        except BaseException as exc:  # every row of the batch shares its fate
+            for pending in batch:
+                pending.error = exc
+        finally:
+            for pending in batch:
+                pending.done = True
+
+
 class Inbox:
     """Deliveries in an SQL database (SQLite or PostgreSQL), via SQLAlchemy Core.
 
@@ -145,6 +240,8 @@ class Inbox:
     ) -> None:
         self.engine = engine
         self._tables_ready = False
+        self._insert_ignore = _insert_ignoring_duplicates(engine.dialect.name)
+        self._commits = GroupCommit(self)
         self.rejected_max_count = rejected_max_count
         self.rejected_max_age = dt.timedelta(seconds=rejected_max_age)
         self.clock = clock
@@ -171,11 +268,53 @@ class Inbox:
             raise StoreError(f"The inbox is unavailable ({type(cause).__name__}).") from exc
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        with self._translated(), self.engine.begin() as connection:
-            yield connection
+    def _write(self, durable: bool = True) -> Iterator[sa.Connection]:
+        """A write transaction.
+
+        :param durable: ``False`` lets the commit return before it is on disk
+            (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off``):
+            a crash may lose it, never corrupt anything. Only for writes whose
+            loss costs a repeat, not a delivery (a receiver's outcome).
+        """
+        with self._translated(), self.engine.connect() as connection:
+            if not durable:
+                connection.execution_options(posweb_durable=False)
+            with connection.begin():
+                yield connection
 
     # -- receiving ---------------------------------------------------------------
+
+    def _row(
+        self,
+        event: str,
+        raw: bytes,
+        headers: dict[str, str],
+        *,
+        status: Status = "pending",
+        owner: str | None = None,
+        lease: float = 0,
+        key: str | None = None,
+        dispatch: bool = True,
+        errors: t.Any = None,
+    ) -> dict[str, t.Any]:
+        now = self.clock()
+        return dict(
+            event=event,
+            dedup_key=f"{event}:{key}" if key is not None else dedup_key(event, raw),
+            status=status,
+            raw=raw,
+            headers=headers,
+            errors=errors,
+            answer=None,
+            attempts=1 if owner else 0,
+            generation=0,
+            replay=False,
+            received_at=now,
+            updated_at=now,
+            next_attempt_at=now if dispatch else None,
+            locked_by=owner,
+            locked_until=now + dt.timedelta(seconds=lease) if owner else None,
+        )
 
     def admit(
         self,
@@ -190,6 +329,9 @@ class Inbox:
     ) -> Admission:
         """Store a valid delivery as ``pending``, or find the one already stored.
 
+        Returns once the row is committed (on disk). Threads storing at the same
+        moment share one commit (see :class:`GroupCommit`).
+
         :param owner: lease the new delivery to this dispatcher (and count its
             first attempt), so that no one else takes it while it is dispatched.
         :param key: the duplicate key, when the body has a better one than its
@@ -197,36 +339,8 @@ class Inbox:
         :param dispatch: ``False`` for rows no dispatcher should ever take
             (remembered loyalty answers).
         """
-        now = self.clock()
-        values: dict[str, t.Any] = dict(
-            event=event,
-            dedup_key=f"{event}:{key}" if key is not None else dedup_key(event, raw),
-            status="pending",
-            raw=raw,
-            headers=headers,
-            errors=None,
-            answer=None,
-            attempts=1 if owner else 0,
-            generation=0,
-            replay=False,
-            received_at=now,
-            updated_at=now,
-            next_attempt_at=now if dispatch else None,
-            locked_by=owner,
-            locked_until=now + dt.timedelta(seconds=lease) if owner else None,
-        )
-        try:
-            with self._write() as connection:
-                result = connection.execute(deliveries.insert().values(values))
-            new_id = t.cast(int, result.inserted_primary_key[0])  # type: ignore[index]
-            return Admission(Delivery(id=new_id, **values), new=True)
-        except sa.exc.IntegrityError:
-            existing = self.find(values["dedup_key"])
-            if existing is None:  # pruned in between: store it afresh
-                return self.admit(
-                    event, raw, headers, owner=owner, lease=lease, key=key, dispatch=dispatch
-                )
-            return Admission(existing, new=False)
+        row = self._row(event, raw, headers, owner=owner, lease=lease, key=key, dispatch=dispatch)
+        return self._commits.submit(row)
 
     def reject(self, event: str, raw: bytes, headers: dict[str, str], errors: t.Any) -> Delivery:
         """Keep a delivery that failed validation, with its errors, for a later replay.
@@ -234,21 +348,33 @@ class Inbox:
         A repeat of a rejected body updates its errors. Rejected deliveries are
         bounded by count and age; the oldest go first.
         """
-        admission = self.admit(event, raw, headers)
-        with self._write() as connection:
-            connection.execute(
-                deliveries.update()
-                .where(D.id == admission.delivery.id, D.status.in_(("pending", "rejected")))
-                .values(
-                    status="rejected",
-                    errors=errors,
-                    attempts=0,
-                    next_attempt_at=None,
-                    updated_at=self.clock(),
-                )
-            )
+        row = self._row(event, raw, headers, status="rejected", dispatch=False, errors=errors)
+        return self._commits.submit(row).delivery
+
+    def _insert(self, connection: sa.Connection, rows: list[dict[str, t.Any]]) -> list[Admission]:
+        """Insert rows unless their duplicate key is stored; one transaction.
+
+        ``INSERT ... ON CONFLICT DO NOTHING`` makes "insert unless seen" one
+        atomic statement on both databases, and a duplicate does not abort the
+        transaction the other rows share.
+        """
+        admissions = []
+        for row in rows:
+            result = connection.execute(self._insert_ignore, row)
+            inserted = result.inserted_primary_key if result.rowcount != 0 else None
+            if inserted is not None and inserted[0] is not None:
+                admissions.append(Admission(Delivery(id=inserted[0], **row), new=True))
+                continue
+            found = connection.execute(_BY_KEY, {"key": row["dedup_key"]}).one()
+            existing = Delivery(**found._mapping)
+            if row["status"] == "rejected" and existing.status == "rejected":
+                connection.execute(_REFUSED_AGAIN, {"b_id": existing.id, "b_errors": row["errors"],
+                                                    "b_now": row["updated_at"]})  # fmt: skip
+                existing = dataclasses.replace(existing, errors=row["errors"])
+            admissions.append(Admission(existing, new=False))
+        if any(a.new and a.delivery.status == "rejected" for a in admissions):
             self._bound_rejected(connection)
-        return self.get(admission.delivery.id) or admission.delivery
+        return admissions
 
     def _bound_rejected(self, connection: sa.Connection) -> None:
         newest_dropped = (
@@ -353,29 +479,25 @@ class Inbox:
         next_attempt_at: dt.datetime | None = None,
         errors: t.Any = None,
         answer: t.Any = None,
+        durable: bool = True,
     ) -> bool:
         """Record receiver outcomes and the new status, and release the lease.
 
+        :param durable: see :meth:`_write`; a dispatcher passes ``False``: losing
+            this write to a crash only makes the delivery run again.
         :returns: ``False`` if ``owner`` had lost its lease: the outcomes are
             kept, the status is left to the dispatcher that took over.
         """
-        rows = [{"delivery_id": delivery.id, **dataclasses.asdict(o)} for o in outcomes]
-        with self._write() as connection:
+        rows = [{"delivery_id": delivery.id, **o._asdict()} for o in outcomes]
+        with self._write(durable) as connection:
             if rows:
                 connection.execute(attempts.insert(), rows)
             result = connection.execute(
-                deliveries.update()
-                .where(D.id == delivery.id, D.locked_by == owner)
-                .values(
-                    status=status,
-                    next_attempt_at=next_attempt_at,
-                    errors=errors,
-                    answer=answer,
-                    locked_by=None,
-                    locked_until=None,
-                    updated_at=self.clock(),
-                )
-            )
+                _FINISH,
+                {"b_id": delivery.id, "b_owner": owner, "b_status": status,
+                 "b_next": next_attempt_at, "b_errors": errors, "b_answer": answer,
+                 "b_now": self.clock()},
+            )  # fmt: skip
         return result.rowcount == 1
 
     def retry_now(self, delivery_id: int) -> bool:
@@ -450,7 +572,7 @@ class Inbox:
         """Every receiver call of a delivery, oldest first."""
         A = attempts.c
         query = (
-            sa.select(*(A[f.name] for f in dataclasses.fields(Attempt)))
+            sa.select(*(A[name] for name in Attempt._fields))
             .where(A.delivery_id == delivery_id)
             .order_by(A.id)
         )

@@ -44,7 +44,6 @@ from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import request
-from flask.views import View
 
 from . import signals
 from .dispatch import notify
@@ -57,14 +56,15 @@ from .exceptions import WebhookError
 from .guard import ROUTED_METHODS
 from .guard import read_body
 from .guard import require_post
+from .headers import redact
 from .inbox import Delivery
 from .inbox import Inbox
 from .payload import check_json
 from .payload import load
 from .payload import parse
-from .receiving import redact
 from .runner import new_owner
 from .schemas import loyalty as schemas
+from .schemas.compiled import CompiledSchema
 
 if t.TYPE_CHECKING:
     from .state import PosWebState
@@ -128,6 +128,18 @@ class LoyaltyCallType:
     number_key: str | None = None
     #: Answer each distinct request once and remember the answer (order complete).
     remembered: bool = False
+
+    _loader: CompiledSchema = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_loader", CompiledSchema(self.request_schema()))
+
+    def load(self, body: t.Any) -> dict[str, t.Any]:
+        """Validate a parsed request body.
+
+        :raises marshmallow.ValidationError: with the messages per field.
+        """
+        return t.cast(dict[str, t.Any], self._loader.load(body))
 
     @property
     def endpoint(self) -> str:
@@ -296,36 +308,25 @@ def run_within(
     return outcome["result"]
 
 
-class LoyaltyView(View):
-    """``POST <prefix>/loyalty/<call>``: answer one loyalty call."""
+def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], Response]:
+    """The view of ``POST <prefix>/loyalty/<call>``: answer one loyalty call."""
 
-    methods = ROUTED_METHODS
-    provide_automatic_options = False
-    init_every_request = False
-
-    def __init__(self, call_type: LoyaltyCallType, loyalty: Loyalty) -> None:
-        self.call_type = call_type
-        self.loyalty = loyalty
-
-    def dispatch_request(self, **kwargs: t.Any) -> Response:
+    def view() -> Response:
         state = require_post()
         raw = read_body(state.settings.max_content_length)
         check_json(request.mimetype)
-        data = load(self.call_type.request_schema(), parse(raw))
-        provider = self.loyalty.providers.get(self.call_type.name)
+        data = load(call_type, parse(raw))
+        provider = loyalty.providers.get(call_type.name)
         if provider is None:
-            raise NoProviderError(self.call_type.title, self.call_type.decorator)
-        call = LoyaltyCall(
-            self.call_type.name, data, raw, redact(request.headers, state.settings.api_key_header)
-        )
+            raise NoProviderError(call_type.title, call_type.decorator)
+        headers = redact(request.headers, state.settings.api_key_header)
+        call = LoyaltyCall(call_type.name, data, raw, headers)
         notify(signals.loyalty_requested, state.app, call=call)
         try:
-            if self.call_type.remembered and state.inbox is not None:
-                status, body, replayed = _remembered(
-                    state, state.inbox, self.call_type, call, provider
-                )
+            if call_type.remembered and state.inbox is not None:
+                status, body, replayed = _remembered(state, state.inbox, call_type, call, provider)
             else:
-                status, body = _answer(state, self.call_type, call, provider)
+                status, body = _answer(state, call_type, call, provider)
                 replayed = False
         except WebhookError as exc:
             logger.error(
@@ -333,15 +334,12 @@ class LoyaltyView(View):
             )
             notify(signals.loyalty_failed, state.app, call=call, error=exc)
             raise
-        notify(
-            signals.loyalty_answered,
-            state.app,
-            call=call,
-            status=status,
-            answer=body,
-            replayed=replayed,
-        )
+        notify(signals.loyalty_answered, state.app, call=call, status=status, answer=body,
+               replayed=replayed)  # fmt: skip
         return Response(json.dumps(body), status=status, mimetype="application/json")
+
+    view.__name__ = view.__qualname__ = call_type.endpoint
+    return view
 
 
 def _answer(
@@ -440,5 +438,9 @@ def _wait_for_answer(inbox: Inbox, delivery_id: int, budget: float) -> dict[str,
 def register_loyalty_views(bp: Blueprint, loyalty: Loyalty) -> None:
     """Add one endpoint per loyalty call to ``bp``."""
     for call_type in CALLS.values():
-        view = LoyaltyView.as_view(call_type.endpoint, call_type, loyalty)
-        bp.add_url_rule(call_type.url_rule, view_func=view)
+        bp.add_url_rule(
+            call_type.url_rule,
+            view_func=loyalty_view(call_type, loyalty),
+            methods=ROUTED_METHODS,
+            provide_automatic_options=False,
+        )

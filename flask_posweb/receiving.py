@@ -21,6 +21,8 @@ from .events import WebhookEvent
 from .exceptions import ReceiverError
 from .exceptions import StoreError
 from .exceptions import WebhookError
+from .headers import RedactedHeaders
+from .headers import redact
 from .inbox import Delivery
 from .payload import check_json
 from .payload import load
@@ -31,18 +33,9 @@ if t.TYPE_CHECKING:
     from .state import PosWebState
     from .verification import Headers
 
-__all__ = ["receive", "redact"]
+__all__ = ["receive"]
 
 logger = logging.getLogger("flask_posweb")
-
-#: Headers never stored or shown: they carry credentials.
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
-
-
-def redact(headers: Headers, secret_header: str) -> dict[str, str]:
-    """The headers worth keeping with a delivery, without credentials."""
-    hidden = SECRET_HEADERS | {secret_header.lower()}
-    return {name: value for name, value in headers.items() if name.lower() not in hidden}
 
 
 def receive(
@@ -70,7 +63,7 @@ def receive(
     owner = new_owner("request") if inline else None
     # A StoreError here is answered 503 by the blueprint: DealPOS retries.
     admission = state.inbox.admit(
-        event_type.name, raw, kept, owner=owner, lease=state.settings.lease
+        event_type.name, raw, dict(kept), owner=owner, lease=state.settings.lease
     )
     delivery = admission.delivery
     if admission.new:
@@ -86,7 +79,10 @@ def receive(
 
 
 def _keep_rejected(
-    state: PosWebState, event_type: EventType, raw: bytes, headers: dict[str, str],
+    state: PosWebState,
+    event_type: EventType,
+    raw: bytes,
+    headers: RedactedHeaders,
     exc: WebhookError,
 ) -> None:
     """Store a refused body with its errors before refusing it.
@@ -97,7 +93,7 @@ def _keep_rejected(
     if state.inbox is None:
         return
     errors = exc.stored_errors()
-    exc.delivery_id = state.inbox.reject(event_type.name, raw, headers, errors).id
+    exc.delivery_id = state.inbox.reject(event_type.name, raw, dict(headers), errors).id
     logger.warning("%s rejected (id=%s): %s", event_type.name, exc.delivery_id, errors)
 
 

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from itsdangerous import BadSignature
 from itsdangerous import URLSafeSerializer
 
+from .verification import digests
 from .verification import matches_any
 
 __all__ = ["TokenAuthority"]
@@ -64,7 +65,7 @@ class TokenAuthority:
         # An unknown client is compared against a dummy so that its timing
         # matches a known client with a wrong secret.
         accepted = self.clients.get(client_id, ("\0unknown-client",))
-        return matches_any(secret, accepted) and client_id in self.clients
+        return matches_any(secret, digests(accepted)) and client_id in self.clients
 
     def issue(self, client_id: str, secret: str) -> dict[str, t.Any]:
         """A token response body (RFC 6749 section 5.1) for an authenticated client."""

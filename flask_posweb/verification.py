@@ -35,6 +35,7 @@ __all__ = [
     "BasicVerifier",
     "BearerVerifier",
     "Verifier",
+    "digests",
     "matches_any",
 ]
 
@@ -46,16 +47,23 @@ def _digest(value: str | bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def matches_any(given: str | bytes, accepted: Iterable[str | bytes]) -> bool:
-    """Compare ``given`` with every accepted secret in constant time.
+def digests(secrets: Iterable[str | bytes]) -> tuple[bytes, ...]:
+    """The digests :func:`matches_any` compares, computed once per configuration."""
+    return tuple(_digest(secret) for secret in secrets)
+
+
+def matches_any(given: str | bytes, accepted: Sequence[bytes]) -> bool:
+    """Compare ``given`` with every accepted secret's digest in constant time.
 
     Digests make both sides the same length; the loop never stops early, so the
     time taken does not depend on which secret matched.
+
+    :param accepted: from :func:`digests`.
     """
     given_digest = _digest(given)
     found = False
     for candidate in accepted:
-        found |= hmac.compare_digest(given_digest, _digest(candidate))
+        found |= hmac.compare_digest(given_digest, candidate)
     return found
 
 
@@ -87,12 +95,13 @@ class ApiKeyVerifier:
 
     def __init__(self, keys: Sequence[str], header: str = "X-API-Key") -> None:
         self.keys = tuple(keys)
+        self._digests = digests(self.keys)
         self.header = header
         self.challenge = f'ApiKey realm="{REALM}", header="{header}"'
 
     def verify(self, headers: Headers) -> bool:
         given = headers.get(self.header)
-        return given is not None and given != "" and matches_any(given, self.keys)
+        return given is not None and given != "" and matches_any(given, self._digests)
 
 
 class BasicVerifier:
@@ -104,10 +113,11 @@ class BasicVerifier:
         # One secret per pair, "user:password", compared as a whole: the user
         # name is as secret as the password here.
         self.accepted = tuple(f"{user}:{password}" for user, password in pairs)
+        self._digests = digests(self.accepted)
 
     def verify(self, headers: Headers) -> bool:
         pair = parse_basic(headers)
-        return pair is not None and matches_any(f"{pair[0]}:{pair[1]}", self.accepted)
+        return pair is not None and matches_any(f"{pair[0]}:{pair[1]}", self._digests)
 
 
 def parse_basic(headers: Headers) -> tuple[str, str] | None:

@@ -26,7 +26,10 @@ def effect(receiver: str, event: WebhookEvent) -> None:
         db.execute(
             "CREATE TABLE IF NOT EXISTS effects (delivery INTEGER, receiver TEXT, attempt INTEGER, pid INTEGER)"
         )
-        db.execute("INSERT INTO effects VALUES (?, ?, ?, ?)", (event.id, receiver, event.attempt, os.getpid()))
+        db.execute(
+            "INSERT INTO effects VALUES (?, ?, ?, ?)",
+            (event.id, receiver, event.attempt, os.getpid()),
+        )
     db.close()
 
 

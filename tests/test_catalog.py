@@ -43,13 +43,35 @@ LOYALTY_BY_TITLE = {
 UNREADABLE = {"Invoice Re… (truncated in source)"}
 #: Groups the product brief lists; those without a documented event get provisional ones.
 PRODUCT_GROUPS = [
-    "Product", "Invoice", "Customer", "Supplier", "Bill", "Transfer Order", "Outbound Logistic",
-    "Inbound Logistic", "Adjustment", "Invoice Payment", "Bill Payment", "Shift", "Outlet",
-    "Invoice Write Off", "Supplier Bill Write Off", "Sales Order",
-]  # fmt: skip
+    "Product",
+    "Invoice",
+    "Customer",
+    "Supplier",
+    "Bill",
+    "Transfer Order",
+    "Outbound Logistic",
+    "Inbound Logistic",
+    "Adjustment",
+    "Invoice Payment",
+    "Bill Payment",
+    "Shift",
+    "Outlet",
+    "Invoice Write Off",
+    "Supplier Bill Write Off",
+    "Sales Order",
+]
 #: The product specifies Invoice Payment exactly: these fields required (strings non-empty).
-PAYMENT_REQUIRED = {"ID", "InvoiceID", "Outlet", "Number", "Amount", "Method", "Date", "Created",
-                    "Creator"}  # fmt: skip
+PAYMENT_REQUIRED = {
+    "ID",
+    "InvoiceID",
+    "Outlet",
+    "Number",
+    "Amount",
+    "Method",
+    "Date",
+    "Created",
+    "Creator",
+}
 
 
 def vendor_events() -> t.Iterator[tuple[str, dict[str, t.Any]]]:
@@ -94,8 +116,11 @@ def test_every_loyalty_call_is_served() -> None:
 
 def test_only_unreadable_entries_are_left_out() -> None:
     shipped = {id(v) for _, v in WEBHOOKS}
-    left_out = [v["title"] for g, v in vendor_events()
-                if id(v) not in shipped and not g.startswith("Loyalty")]  # fmt: skip
+    left_out = [
+        v["title"]
+        for g, v in vendor_events()
+        if id(v) not in shipped and not g.startswith("Loyalty")
+    ]
     assert left_out == sorted(UNREADABLE)
 
 
@@ -114,8 +139,11 @@ def test_groups_are_only_the_products() -> None:
 
 @pytest.mark.parametrize("event", EVENTS.values(), ids=list(EVENTS))
 def test_names_urls_and_signals_derive_from_one_name(event: EventType) -> None:
-    assert re.fullmatch(r"[a-z]+(_[a-z]+)*_(created|updated|deleted|erased|written_off|"
-                        r"completed|closed)", event.name)  # fmt: skip
+    assert re.fullmatch(
+        r"[a-z]+(_[a-z]+)*_(created|updated|deleted|erased|written_off|"
+        r"completed|closed)",
+        event.name,
+    )
     assert event.url_rule == "/" + kebab(event.name) == "/" + event.name.replace("_", "-")
     assert event.signal.name == kebab(event.name)
     assert getattr(signals, event.name) is event.signal
@@ -123,7 +151,9 @@ def test_names_urls_and_signals_derive_from_one_name(event: EventType) -> None:
 
 
 def test_signals_module_has_no_stray_event_signals() -> None:
-    declared = {n for n, v in vars(signals).items() if isinstance(v, type(signals.webhook_received))}
+    declared = {
+        n for n, v in vars(signals).items() if isinstance(v, type(signals.webhook_received))
+    }
     lifecycle = {n for n in declared if n.startswith(("webhook_", "receiver_", "loyalty_"))}
     assert declared - lifecycle == set(EVENTS)
 
@@ -180,8 +210,9 @@ def kind_matches(vendor_type: str, field: fields.Field[t.Any]) -> bool:
     return isinstance(field, kinds[vendor_type])
 
 
-def compare(vendor_fields: list[dict[str, t.Any]], schema: type[ma.Schema], path: str,
-            payment: bool) -> list[str]:  # fmt: skip
+def compare(
+    vendor_fields: list[dict[str, t.Any]], schema: type[ma.Schema], path: str, payment: bool
+) -> list[str]:
     problems = []
     ours = declared(schema)
     for vendor in vendor_fields:
@@ -198,7 +229,9 @@ def compare(vendor_fields: list[dict[str, t.Any]], schema: type[ma.Schema], path
         if payment and name not in PAYMENT_REQUIRED:  # as documented on Payment Created
             non_empty = PAYMENT_CREATED_NON_EMPTY.get(name, False)
         else:
-            non_empty = required and vendor["type"] == "string" if payment else vendor["non_empty"] is True
+            non_empty = (
+                required and vendor["type"] == "string" if payment else vendor["non_empty"] is True
+            )
         if vendor["type"] in ("string", "array"):
             if isinstance(field, DateOrDateTime):
                 has = field.non_empty
@@ -226,8 +259,18 @@ def test_schema_fields_match_the_documentation(group: str, vendor: dict[str, t.A
 
 
 def test_dates_are_parsed_where_documented_as_dates() -> None:
-    date_fields = {"Date", "DueDate", "Created", "Open", "Close", "Start", "End", "Modified",
-                   "ReceivedDate", "Birthdate"}  # fmt: skip
+    date_fields = {
+        "Date",
+        "DueDate",
+        "Created",
+        "Open",
+        "Close",
+        "Start",
+        "End",
+        "Modified",
+        "ReceivedDate",
+        "Birthdate",
+    }
     for event in EVENTS.values():
         for name, field in declared(event.schema).items():
             if name in date_fields:

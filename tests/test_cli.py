@@ -46,7 +46,9 @@ def test_events_lists_every_event_with_its_url_and_signal(app: Flask) -> None:
     result = run(app, "events", "--base-url", "https://shop.example.com")
     assert result.exit_code == 0
     for event in EVENTS.values():
-        line = next(line for line in result.output.splitlines() if line.startswith(event.name + " "))
+        line = next(
+            line for line in result.output.splitlines() if line.startswith(event.name + " ")
+        )
         assert f"https://shop.example.com/dealpos{event.url_rule}" in line
         assert f"flask_posweb.signals.{event.name}" in line
         assert ("(provisional)" in line) == event.provisional
@@ -56,10 +58,15 @@ def test_events_json(app: Flask) -> None:
     rows = json.loads(run(app, "events", "--json").output)
     assert [row["name"] for row in rows] == list(EVENTS)
     by_name = {row["name"]: row for row in rows}
-    assert by_name["payment_written_off"].items() >= {
-        "wire_name": "paymentWriteoff", "group": "Invoice Payment",
-        "path": "/dealpos/payment-written-off", "signal": "flask_posweb.signals.payment_written_off",
-    }.items()  # fmt: skip
+    assert (
+        by_name["payment_written_off"].items()
+        >= {
+            "wire_name": "paymentWriteoff",
+            "group": "Invoice Payment",
+            "path": "/dealpos/payment-written-off",
+            "signal": "flask_posweb.signals.payment_written_off",
+        }.items()
+    )
     assert {row["group"] for row in rows} >= {"Bill", "Outlet", "Invoice Write Off", "Shift"}
 
 
@@ -79,7 +86,9 @@ def test_send_a_file_to_a_full_url(server: tuple[Flask, str], tmp_path: t.Any) -
     payload = tmp_path / "mine.json"
     payload.write_bytes(b'{"Name": "From a file", "Extra": [1, 2.5]}')
     with captured_events(app) as events:
-        result = run(app, "send", "outlet_created", str(payload), "--url", f"{url}/dealpos/outlet-created")
+        result = run(
+            app, "send", "outlet_created", str(payload), "--url", f"{url}/dealpos/outlet-created"
+        )
     assert result.exit_code == 0, result.output
     assert events[0].raw == payload.read_bytes()
 
@@ -88,11 +97,13 @@ def test_send_reports_a_refusal_and_fails(server: tuple[Flask, str], tmp_path: t
     app, url = server
     payload = tmp_path / "bad.json"
     payload.write_text("{}")
-    result = app.test_cli_runner().invoke(args=["posweb", "send", "payment_created", str(payload),
-                                                "--url", url])  # fmt: skip
+    result = app.test_cli_runner().invoke(
+        args=["posweb", "send", "payment_created", str(payload), "--url", url]
+    )
     assert result.exit_code == 1 and result.output.startswith("422")
-    wrong = app.test_cli_runner().invoke(args=["posweb", "send", "payment_created", "--url", url,
-                                               "--key", "wrong"])  # fmt: skip
+    wrong = app.test_cli_runner().invoke(
+        args=["posweb", "send", "payment_created", "--url", url, "--key", "wrong"]
+    )
     assert wrong.exit_code == 1 and wrong.output.startswith("401")
 
 
@@ -101,14 +112,18 @@ def test_send_fetches_an_oauth_token_first(make_app: MakeApp) -> None:
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        result = run(app, "send", "invoice_created", "--url", f"http://127.0.0.1:{httpd.server_port}")
+        result = run(
+            app, "send", "invoice_created", "--url", f"http://127.0.0.1:{httpd.server_port}"
+        )
     finally:
         httpd.shutdown()
     assert result.output.startswith("200 OK"), result.output
 
 
 @pytest.mark.parametrize("call", list(CALLS))
-def test_send_covers_the_loyalty_calls(server: tuple[Flask, str], posweb: PosWeb, call: str) -> None:
+def test_send_covers_the_loyalty_calls(
+    server: tuple[Flask, str], posweb: PosWeb, call: str
+) -> None:
     from flask_posweb.loyalty import Coupon
 
     app, url = server
@@ -151,7 +166,10 @@ def test_list(busy_app: Flask) -> None:
     assert [(d["id"], d["event"], d["attempts"]) for d in failed] == [(2, "invoice_created", 1)]
     events = json.loads(run(busy_app, "list", "--event", "payment_created", "--json").output)
     assert [d["id"] for d in events] == [3, 1]
-    assert json.loads(run(busy_app, "list", "--since", "1h", "--limit", "1", "--json").output)[0]["id"] == 3
+    assert (
+        json.loads(run(busy_app, "list", "--since", "1h", "--limit", "1", "--json").output)[0]["id"]
+        == 3
+    )
     assert json.loads(run(busy_app, "list", "--until", "1h", "--json").output) == []
 
 
@@ -216,8 +234,10 @@ def test_prune(busy_app: Flask) -> None:
     assert get_state(busy_app).require_inbox().counts()["processed"] == 0
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("15m", 900), ("1d12h", 129600),
-                                               ("2w", 1209600), ("0.5h", 1800)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("15m", 900), ("1d12h", 129600), ("2w", 1209600), ("0.5h", 1800)],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 

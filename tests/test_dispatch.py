@@ -51,8 +51,9 @@ class Flaky:
             raise RuntimeError(f"failure {len(self.calls)}")
 
 
-def test_stored_before_receivers_run_and_before_the_answer(app: Flask, posweb: PosWeb,
-                                                           client: PosWebClient) -> None:  # fmt: skip
+def test_stored_before_receivers_run_and_before_the_answer(
+    app: Flask, posweb: PosWeb, client: PosWebClient
+) -> None:
     seen: list[Delivery | None] = []
 
     @posweb.on("payment_created")
@@ -66,8 +67,9 @@ def test_stored_before_receivers_run_and_before_the_answer(app: Flask, posweb: P
     assert stored(app, response.headers["X-PosWeb-Delivery"]).status == "processed"
 
 
-def test_a_store_that_cannot_commit_answers_503_and_runs_nothing(make_app: MakeApp,
-                                                                 posweb: PosWeb) -> None:  # fmt: skip
+def test_a_store_that_cannot_commit_answers_503_and_runs_nothing(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
     app = make_app(POSWEB_DATABASE_TIMEOUT=0.2, POSWEB_RETRY_AFTER=12)
     ran: list[str] = []
     posweb.on("payment_created")(lambda sender, event, **extra: ran.append("ran"))
@@ -105,7 +107,9 @@ def test_rejected_deliveries_are_kept_and_replayed_after_a_fix(
     assert response.status_code == 422
     (row,) = get_state(app).require_inbox().select()
     assert row.status == "rejected" and row.raw == body
-    assert row.errors is not None and row.errors["InvoiceID"] == ["Missing data for required field."]
+    assert row.errors is not None and row.errors["InvoiceID"] == [
+        "Missing data for required field."
+    ]
     # A fix is deployed (here: a permissive schema) and the app restarts...
     fixed = dataclasses.replace(EVENTS["payment_created"], schema=OpenSchema)
     monkeypatch.setitem(EVENTS, "payment_created", fixed)  # type: ignore[index]
@@ -126,8 +130,9 @@ def test_rejected_deliveries_are_kept_and_replayed_after_a_fix(
         get_state(restarted).close()
 
 
-def test_a_repeat_of_a_processed_delivery_dispatches_nothing(app: Flask, posweb: PosWeb,
-                                                             client: PosWebClient) -> None:  # fmt: skip
+def test_a_repeat_of_a_processed_delivery_dispatches_nothing(
+    app: Flask, posweb: PosWeb, client: PosWebClient
+) -> None:
     calls: list[int | None] = []
     posweb.on("invoice_created")(lambda sender, event, **extra: calls.append(event.id))
     first = client.deliver("invoice_created")
@@ -138,8 +143,9 @@ def test_a_repeat_of_a_processed_delivery_dispatches_nothing(app: Flask, posweb:
     assert len(calls) == 1 and received == []
 
 
-def test_a_repeat_of_a_failed_delivery_retries_only_what_failed(app: Flask, posweb: PosWeb,
-                                                                client: PosWebClient) -> None:  # fmt: skip
+def test_a_repeat_of_a_failed_delivery_retries_only_what_failed(
+    app: Flask, posweb: PosWeb, client: PosWebClient
+) -> None:
     flaky = Flaky(failures=1)
     steady: list[int] = []
     posweb.on("payment_updated")(flaky)
@@ -153,8 +159,9 @@ def test_a_repeat_of_a_failed_delivery_retries_only_what_failed(app: Flask, posw
     assert stored(app, first.headers["X-PosWeb-Delivery"]).status == "processed"
 
 
-def test_fails_twice_then_succeeds_three_attempts_others_once(make_app: MakeApp,
-                                                              posweb: PosWeb) -> None:  # fmt: skip
+def test_fails_twice_then_succeeds_three_attempts_others_once(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
     app = make_app(POSWEB_DISPATCH="worker", POSWEB_RETRY_BACKOFF=0.05)
     flaky, steady = Flaky(failures=2), Flaky(failures=0)
     posweb.on("payment_created")(flaky)
@@ -170,14 +177,18 @@ def test_fails_twice_then_succeeds_three_attempts_others_once(make_app: MakeApp,
     assert [e.attempt for e in flaky.calls] == [1, 2, 3]
     assert [e.attempt for e in steady.calls] == [1]
     assert all(e.id == delivery_id and not e.is_replay for e in flaky.calls)
-    outcomes = [(a.receiver.endswith("#2"), a.attempt, a.ok)
-                for a in get_state(app).require_inbox().attempts_of(delivery_id)]  # fmt: skip
+    outcomes = [
+        (a.receiver.endswith("#2"), a.attempt, a.ok)
+        for a in get_state(app).require_inbox().attempts_of(delivery_id)
+    ]
     assert outcomes == [(False, 1, False), (True, 1, True), (False, 2, False), (False, 3, True)]
     delivery = stored(app, delivery_id)
     assert delivery.status == "processed" and delivery.attempts == 3
 
 
-def test_after_max_attempts_a_delivery_is_dead_and_says_so(make_app: MakeApp, posweb: PosWeb) -> None:
+def test_after_max_attempts_a_delivery_is_dead_and_says_so(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
     app = make_app(POSWEB_DISPATCH="worker", POSWEB_MAX_ATTEMPTS=2, POSWEB_RETRY_BACKOFF=0.01)
     flaky = Flaky(failures=99)
     posweb.on("payment_deleted")(flaky)
@@ -227,8 +238,9 @@ def test_the_same_body_twice_at_once_is_stored_and_handled_once(app: Flask, posw
     assert get_state(app).require_inbox().counts()["processed"] == 1
 
 
-def test_thread_mode_answers_first_and_dispatches_in_the_background(make_app: MakeApp,
-                                                                    posweb: PosWeb) -> None:  # fmt: skip
+def test_thread_mode_answers_first_and_dispatches_in_the_background(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
     app = make_app(POSWEB_DISPATCH="thread", POSWEB_POLL_INTERVAL=0.05)
     release = threading.Event()
     seen: list[str] = []
@@ -245,7 +257,9 @@ def test_thread_mode_answers_first_and_dispatches_in_the_background(make_app: Ma
     assert seen == ["posweb-dispatch"]
 
 
-def test_a_delivery_orphaned_by_a_dead_process_is_picked_up(make_app: MakeApp, posweb: PosWeb) -> None:
+def test_a_delivery_orphaned_by_a_dead_process_is_picked_up(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
     app = make_app(POSWEB_LEASE=0.3, POSWEB_POLL_INTERVAL=0.05)
     seen: list[int] = []
     posweb.on("payment_created")(lambda sender, event, **extra: seen.append(event.attempt))

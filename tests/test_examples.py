@@ -19,7 +19,9 @@ ROOT = pathlib.Path(__file__).parent.parent
 
 
 def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / name / "app.py")
+    spec = importlib.util.spec_from_file_location(
+        f"example_{name}", ROOT / "examples" / name / "app.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -33,11 +35,13 @@ def shop_module() -> ModuleType:
 
 @pytest.fixture
 def shop(shop_module: ModuleType, tmp_path: pathlib.Path) -> Iterator[Flask]:
-    app: Flask = shop_module.create_app({
-        "TESTING": True,
-        "POSWEB_DATABASE_URL": f"sqlite:///{tmp_path / 'inbox.sqlite3'}",
-        "SHOP_DATABASE": str(tmp_path / "shop.sqlite3"),
-    })  # fmt: skip
+    app: Flask = shop_module.create_app(
+        {
+            "TESTING": True,
+            "POSWEB_DATABASE_URL": f"sqlite:///{tmp_path / 'inbox.sqlite3'}",
+            "SHOP_DATABASE": str(tmp_path / "shop.sqlite3"),
+        }
+    )
     app.test_client_class = PosWebClient
     yield app
     get_state(app).close()

@@ -88,14 +88,18 @@ def test_on_returns_the_function_unchanged(posweb: PosWeb) -> None:
     assert posweb.on("webhook_dead")(handler) is handler
 
 
-@pytest.mark.parametrize(("name", "suggestion"), [
-    ("payment_create", "'payment_created'"),
-    ("paymentWriteoff", None),
-    ("invoice_creatd", "'invoice_created'"),
-    ("webhook_recieved", "'webhook_received'"),
-])  # fmt: skip
-def test_unknown_names_fail_at_decoration_with_a_suggestion(posweb: PosWeb, name: str,
-                                                            suggestion: str | None) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("payment_create", "'payment_created'"),
+        ("paymentWriteoff", None),
+        ("invoice_creatd", "'invoice_created'"),
+        ("webhook_recieved", "'webhook_received'"),
+    ],
+)
+def test_unknown_names_fail_at_decoration_with_a_suggestion(
+    posweb: PosWeb, name: str, suggestion: str | None
+) -> None:
     with pytest.raises(UnknownEventError) as error:
         posweb.on(name)
     assert "flask posweb events" in str(error.value)

@@ -72,7 +72,9 @@ def inbox(env: Env) -> Iterator[Inbox]:
     store.engine.dispose()
 
 
-def wait_for(condition: t.Callable[[], t.Any], timeout: float = 60, what: str = "condition") -> None:
+def wait_for(
+    condition: t.Callable[[], t.Any], timeout: float = 60, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -87,14 +89,26 @@ def free_port() -> int:
 
 
 def flask_command(env: Env, *args: str, **kwargs: t.Any) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "flask", "--app", APP, "posweb", *args],
-                            cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", APP, "posweb", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kwargs,
+    )
 
 
 def drain(env: Env) -> str:
-    done = subprocess.run([sys.executable, "-m", "flask", "--app", APP, "posweb", "worker", "--once"],
-                          cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", APP, "posweb", "worker", "--once"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -134,13 +148,31 @@ def payment(n: int) -> bytes:
 def test_gunicorn_worker_killed_mid_run_loses_nothing_acknowledged(env: Env, inbox: Inbox) -> None:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "--timeout", "120", "--graceful-timeout", "5", f"{APP}()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "5",
+            f"{APP}()",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     dispatcher = flask_command(env, "worker")
     try:
-        wait_for(lambda: len(children(server.pid)) == 2 and post(port, b"{}") == 422, 60, "gunicorn")
+        wait_for(
+            lambda: len(children(server.pid)) == 2 and post(port, b"{}") == 422, 60, "gunicorn"
+        )
         bodies = [payment(n) for n in range(3000)]
         rng = random.Random(7)
         work = bodies + rng.sample(bodies, 300)  # DealPOS's retries and duplicates
@@ -164,8 +196,11 @@ def test_gunicorn_worker_killed_mid_run_loses_nothing_acknowledged(env: Env, inb
             list(pool.map(send, work))
         assert killed, "the worker was not killed"
         # gunicorn restarted the worker: the service is back.
-        wait_for(lambda: len(children(server.pid)) == 2 and killed[0] not in children(server.pid),
-                 60, "gunicorn to restart the worker")  # fmt: skip
+        wait_for(
+            lambda: len(children(server.pid)) == 2 and killed[0] not in children(server.pid),
+            60,
+            "gunicorn to restart the worker",
+        )
         assert post(port, payment(99999)) == 200
     finally:
         stop(server)

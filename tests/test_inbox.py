@@ -77,7 +77,9 @@ def test_concurrent_admissions_of_one_body_store_it_once(inbox: Inbox) -> None:
     assert inbox.counts()["pending"] == 1
 
 
-def test_a_new_delivery_leased_to_the_request_is_not_taken_by_others(inbox: Inbox, clock: Clock) -> None:
+def test_a_new_delivery_leased_to_the_request_is_not_taken_by_others(
+    inbox: Inbox, clock: Clock
+) -> None:
     delivery = admit(inbox, owner="request-1", lease=60).delivery
     assert delivery.attempts == 1
     assert inbox.claim_due("worker", 60) == []
@@ -93,8 +95,13 @@ def test_claim_due_takes_only_due_deliveries_oldest_first(inbox: Inbox, clock: C
     second = inbox.claim_due("b", 60, limit=10)
     assert [d.id for d in first] == ids[:2] and [d.id for d in second] == ids[2:]
     assert inbox.claim_due("c", 60) == []
-    inbox.finish(first[0], "a", [outcome("r", False)], "failed",
-                 next_attempt_at=clock() + dt.timedelta(seconds=30))  # fmt: skip
+    inbox.finish(
+        first[0],
+        "a",
+        [outcome("r", False)],
+        "failed",
+        next_attempt_at=clock() + dt.timedelta(seconds=30),
+    )
     assert inbox.claim_due("c", 60) == []
     clock.advance(31)
     assert [d.id for d in inbox.claim_due("c", 60)] == [ids[0]]
@@ -120,12 +127,20 @@ def test_concurrent_dispatchers_never_share_a_delivery(inbox: Inbox) -> None:
 
 def test_finish_records_outcomes_and_releases_the_lease(inbox: Inbox) -> None:
     delivery = admit(inbox, owner="me", lease=60).delivery
-    assert inbox.finish(delivery, "me", [outcome("a", True), outcome("b", False)], "failed",
-                        next_attempt_at=utcnow())  # fmt: skip
+    assert inbox.finish(
+        delivery,
+        "me",
+        [outcome("a", True), outcome("b", False)],
+        "failed",
+        next_attempt_at=utcnow(),
+    )
     stored = inbox.get(delivery.id)
     assert stored is not None and stored.status == "failed" and stored.locked_by is None
     assert inbox.succeeded(stored) == {"a"}
-    assert [(a.receiver, a.ok) for a in inbox.attempts_of(delivery.id)] == [("a", True), ("b", False)]
+    assert [(a.receiver, a.ok) for a in inbox.attempts_of(delivery.id)] == [
+        ("a", True),
+        ("b", False),
+    ]
 
 
 def test_a_lost_lease_keeps_the_outcomes_but_not_the_status(inbox: Inbox, clock: Clock) -> None:
@@ -174,7 +189,9 @@ def test_retry_now(inbox: Inbox, clock: Clock) -> None:
     rejected = inbox.reject("payment_created", b"3", {}, {"x": ["y"]})
     processed = admit(inbox, b"4", owner="me", lease=60).delivery
     inbox.finish(processed, "me", [], "processed")
-    assert [inbox.retry_now(d.id) for d in (failed, dead, rejected, processed)] == [True] * 3 + [False]
+    assert [inbox.retry_now(d.id) for d in (failed, dead, rejected, processed)] == [True] * 3 + [
+        False
+    ]
     due = {d.id: d for d in inbox.claim_due("w", 60)}
     assert set(due) == {failed.id, dead.id, rejected.id}
     assert due[dead.id].attempts == 1 and due[failed.id].attempts == 2  # fresh budget when dead
@@ -201,14 +218,20 @@ def test_filters_and_counts(inbox: Inbox, clock: Clock) -> None:
     clock.advance(3600)
     late = inbox.admit("invoice_created", b"2", {}).delivery
     inbox.reject("invoice_created", b"3", {}, {})
-    assert [d.id for d in inbox.select(Filter(event=["invoice_created"], status=["pending"]))] == [late.id]
-    assert [d.id for d in inbox.select(Filter(until=clock() - dt.timedelta(minutes=1)))] == [early.id]
+    assert [d.id for d in inbox.select(Filter(event=["invoice_created"], status=["pending"]))] == [
+        late.id
+    ]
+    assert [d.id for d in inbox.select(Filter(until=clock() - dt.timedelta(minutes=1)))] == [
+        early.id
+    ]
     assert len(inbox.select(Filter(since=clock() - dt.timedelta(minutes=1)))) == 2
     assert inbox.ids(Filter(status=["pending"])) == [early.id, late.id]
     assert inbox.counts() == {"pending": 2, "failed": 0, "processed": 0, "dead": 0, "rejected": 1}
 
 
-def test_prune_deletes_old_processed_deliveries_and_their_attempts(inbox: Inbox, clock: Clock) -> None:
+def test_prune_deletes_old_processed_deliveries_and_their_attempts(
+    inbox: Inbox, clock: Clock
+) -> None:
     old = admit(inbox, b"old", owner="me", lease=60).delivery
     inbox.finish(old, "me", [outcome("a", True)], "processed")
     failed = admit(inbox, b"failed", owner="me", lease=60).delivery
@@ -271,3 +294,69 @@ def test_store_server_down() -> None:
     down = Inbox.from_url("postgresql://nobody:x@127.0.0.1:9/none", timeout=1)
     with pytest.raises(StoreError, match="unavailable"):
         down.admit("payment_created", b"{}", {})
+
+
+def test_rows_stored_at_the_same_moment_share_one_commit(inbox: Inbox) -> None:
+    import sqlalchemy as sa
+
+    commits: list[int] = []
+    sa.event.listen(inbox.engine, "commit", lambda connection: commits.append(1))
+    inbox.counts()
+    commits.clear()
+    group = inbox._commits
+    pool = concurrent.futures.ThreadPoolExecutor(8)
+    with group._commit_lock:  # a commit in progress: newcomers queue behind it
+        futures = [pool.submit(admit, inbox, f'{{"n": {n}}}'.encode()) for n in range(8)]
+        wait = time_limit(10)
+        while len(group._queue) < 8:
+            wait()
+        assert commits == []
+    # The lock is free: one of the eight commits them all.
+    results = [f.result(timeout=30) for f in futures]
+    pool.shutdown()
+    assert all(a.new for a in results) and len({a.delivery.id for a in results}) == 8
+    assert commits == [1]
+
+
+def test_a_failed_group_commit_fails_every_row_in_it(tmp_path: t.Any) -> None:
+    store = sqlite_inbox(tmp_path / "inbox.sqlite3", timeout=0.2)
+    with store.engine.connect() as holder:
+        holder.exec_driver_sql("SELECT 1")  # the write lock is taken elsewhere
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(admit, store, f"{n}".encode()) for n in range(4)]
+            errors = [f.exception(timeout=30) for f in futures]
+        holder.rollback()
+    assert all(isinstance(e, StoreError) for e in errors)
+    assert store.counts()["pending"] == 0
+
+
+def test_only_outcomes_are_committed_without_waiting_for_the_disk(inbox: Inbox) -> None:
+    import sqlalchemy as sa
+
+    statements: list[str] = []
+    sa.event.listen(
+        inbox.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *args: statements.append(statement),
+    )
+    delivery = admit(inbox, owner="me", lease=60).delivery
+    stored = len(statements)
+    inbox.finish(delivery, "me", [outcome("a", True)], "processed", durable=False)
+    relaxed = " ".join(statements[stored:])
+    durable = " ".join(statements[:stored])
+    if inbox.engine.dialect.name == "sqlite":
+        assert "synchronous=NORMAL" in relaxed and "synchronous=NORMAL" not in durable
+    else:
+        assert "synchronous_commit TO OFF" in relaxed and "synchronous_commit" not in durable
+
+
+def time_limit(seconds: float) -> t.Callable[[], None]:
+    import time
+
+    deadline = time.monotonic() + seconds
+
+    def wait() -> None:
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+    return wait

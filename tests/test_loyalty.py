@@ -38,11 +38,14 @@ def test_member_points(client: PosWebClient, posweb: PosWeb) -> None:
     response = client.call_loyalty("member_points")
     assert response.status_code == 200
     assert response.json == {"Point": 1208}
-    assert calls[0].data["Phone"] == "081234567890" and calls[0].raw == sample("loyalty_member_points")
+    assert calls[0].data["Phone"] == "081234567890" and calls[0].raw == sample(
+        "loyalty_member_points"
+    )
 
 
-def test_phone_numbers_stay_strings_and_unknown_fields_are_kept(client: PosWebClient,
-                                                                posweb: PosWeb) -> None:  # fmt: skip
+def test_phone_numbers_stay_strings_and_unknown_fields_are_kept(
+    client: PosWebClient, posweb: PosWeb
+) -> None:
     seen: list[dict[str, t.Any]] = []
     posweb.loyalty.member_points(lambda call: seen.append(call.data) or 0)
     body = {"Outlet": "Kemang", "Phone": 6281234567890, "Email": "", "Code": "", "Tier": "Gold"}
@@ -50,11 +53,18 @@ def test_phone_numbers_stay_strings_and_unknown_fields_are_kept(client: PosWebCl
     assert seen[0]["Phone"] == "6281234567890" and seen[0]["Tier"] == "Gold"
 
 
-@pytest.mark.parametrize(("result", "expected"), [
-    (Decimal("12.50"), 12.5), (Decimal("1208"), 1208), (7.25, 7.25), ({"Point": 3}, 3),
-])  # fmt: skip
-def test_answers_are_json_numbers(client: PosWebClient, posweb: PosWeb, result: t.Any,
-                                  expected: t.Any) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (Decimal("12.50"), 12.5),
+        (Decimal("1208"), 1208),
+        (7.25, 7.25),
+        ({"Point": 3}, 3),
+    ],
+)
+def test_answers_are_json_numbers(
+    client: PosWebClient, posweb: PosWeb, result: t.Any, expected: t.Any
+) -> None:
     posweb.loyalty.member_points(lambda call: result)
     response = client.call_loyalty("member_points")
     assert response.status_code == 200
@@ -85,10 +95,26 @@ def test_exactly_one_provider_per_call(posweb: PosWeb) -> None:
         posweb.loyalty.order_complete(lambda call: 2)
 
 
-@pytest.mark.parametrize("result", ["lots", None, True, {"Points": 3}, {"Point": "many"},
-                                    {"Point": 1, "extra": 2}, float("nan"), [1]])  # fmt: skip
-def test_a_malformed_answer_is_a_500_never_sent_to_the_till(app: Flask, client: PosWebClient,
-        posweb: PosWeb, result: t.Any, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    "result",
+    [
+        "lots",
+        None,
+        True,
+        {"Points": 3},
+        {"Point": "many"},
+        {"Point": 1, "extra": 2},
+        float("nan"),
+        [1],
+    ],
+)
+def test_a_malformed_answer_is_a_500_never_sent_to_the_till(
+    app: Flask,
+    client: PosWebClient,
+    posweb: PosWeb,
+    result: t.Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     posweb.loyalty.member_points(lambda call: result)
     with captured_signals(app, signals.loyalty_failed) as failed:
         response = client.call_loyalty("member_points")
@@ -98,8 +124,9 @@ def test_a_malformed_answer_is_a_500_never_sent_to_the_till(app: Flask, client: 
     assert len(failed) == 1 and "not answered" in caplog.text
 
 
-def test_a_provider_that_raises_is_a_500(app: Flask, client: PosWebClient, posweb: PosWeb,
-                                         caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_a_provider_that_raises_is_a_500(
+    app: Flask, client: PosWebClient, posweb: PosWeb, caplog: pytest.LogCaptureFixture
+) -> None:
     @posweb.loyalty.member_points
     def broken(call: LoyaltyCall) -> int:
         raise LookupError("points service down")
@@ -112,11 +139,17 @@ def test_a_provider_that_raises_is_a_500(app: Flask, client: PosWebClient, poswe
 
 def test_coupon_accepted(client: PosWebClient, posweb: PosWeb) -> None:
     expires = dt.datetime(2027, 12, 31, 23, 59, 59)
-    posweb.loyalty.validate_coupon(lambda call: Coupon("percentageDiscount", 10, expires_at=expires))
+    posweb.loyalty.validate_coupon(
+        lambda call: Coupon("percentageDiscount", 10, expires_at=expires)
+    )
     response = client.call_loyalty("validate_coupon")
     assert response.status_code == 200
-    assert response.json == {"Type": "percentageDiscount", "Amount": 10, "status": "activated",
-                             "expiredAt": "2027-12-31T23:59:59"}  # fmt: skip
+    assert response.json == {
+        "Type": "percentageDiscount",
+        "Amount": 10,
+        "status": "activated",
+        "expiredAt": "2027-12-31T23:59:59",
+    }
 
 
 def test_coupon_refused_is_a_400(client: PosWebClient, posweb: PosWeb) -> None:
@@ -129,18 +162,26 @@ def test_coupon_refused_is_a_400(client: PosWebClient, posweb: PosWeb) -> None:
 
     response = client.call_loyalty("validate_coupon")
     assert response.status_code == 400
-    assert response.json == {"status": "used", "expiredAt": None,
-                             "Message": "This coupon has been used already."}  # fmt: skip
+    assert response.json == {
+        "status": "used",
+        "expiredAt": None,
+        "Message": "This coupon has been used already.",
+    }
     assert seen == ["sari@example.com"]
 
 
-@pytest.mark.parametrize("result", [
-    Coupon("bogus", 10),  # type: ignore[arg-type]
-    CouponRefused(""),
-    CouponRefused("x", status="activated"),
-    {"Type": "value", "Amount": 5},
-])  # fmt: skip
-def test_invalid_coupon_answers_are_500(client: PosWebClient, posweb: PosWeb, result: t.Any) -> None:
+@pytest.mark.parametrize(
+    "result",
+    [
+        Coupon("bogus", 10),  # type: ignore[arg-type]
+        CouponRefused(""),
+        CouponRefused("x", status="activated"),
+        {"Type": "value", "Amount": 5},
+    ],
+)
+def test_invalid_coupon_answers_are_500(
+    client: PosWebClient, posweb: PosWeb, result: t.Any
+) -> None:
     posweb.loyalty.validate_coupon(lambda call: result)
     assert client.call_loyalty("validate_coupon").status_code == 500
 
@@ -148,7 +189,9 @@ def test_invalid_coupon_answers_are_500(client: PosWebClient, posweb: PosWeb, re
 def test_coupon_without_a_key_is_refused(client: PosWebClient, posweb: PosWeb) -> None:
     posweb.loyalty.validate_coupon(lambda call: Coupon("value", 1))
     response = client.call_loyalty("validate_coupon", {"Key": "", "Outlet": "Kemang"})
-    assert response.status_code == 422 and response.json["errors"] == {"Key": ["Must not be empty."]}
+    assert response.status_code == 422 and response.json["errors"] == {
+        "Key": ["Must not be empty."]
+    }
 
 
 # -- order complete: once per order ---------------------------------------------------
@@ -166,8 +209,9 @@ class Counter:
         return self.reward
 
 
-def test_order_complete_is_computed_once_per_order(app: Flask, client: PosWebClient,
-                                                   posweb: PosWeb) -> None:  # fmt: skip
+def test_order_complete_is_computed_once_per_order(
+    app: Flask, client: PosWebClient, posweb: PosWeb
+) -> None:
     provider = Counter()
     posweb.loyalty.order_complete(provider)
     with captured_signals(app, signals.loyalty_answered) as answered:
@@ -219,8 +263,9 @@ def test_a_failed_order_is_asked_again(client: PosWebClient, posweb: PosWeb) -> 
     assert provider.calls == 2
 
 
-def test_a_slow_provider_is_a_503_and_its_late_answer_is_remembered(make_app: MakeApp,
-        posweb: PosWeb, caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_a_slow_provider_is_a_503_and_its_late_answer_is_remembered(
+    make_app: MakeApp, posweb: PosWeb, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "flask_posweb")
     app = make_app(POSWEB_LOYALTY_TIME_BUDGET=0.2)
     provider = Counter(delay=0.5)
@@ -244,8 +289,9 @@ def test_a_slow_points_lookup_is_a_503(make_app: MakeApp, posweb: PosWeb) -> Non
     assert response.status_code == 503
 
 
-def test_without_an_inbox_order_complete_is_not_remembered(make_app: MakeApp,
-                                                           posweb: PosWeb) -> None:  # fmt: skip
+def test_without_an_inbox_order_complete_is_not_remembered(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
     app = make_app(POSWEB_INBOX=False)
     provider = Counter()
     posweb.loyalty.order_complete(provider)

@@ -23,12 +23,18 @@ from flask_posweb.testing import PosWebClient
 
 ENDPOINTS = [*EVENTS, *(f"loyalty_{name}" for name in CALLS)]
 
-json_scalars = st.none() | st.booleans() | st.text(max_size=20) | st.integers() | st.floats(
-    allow_nan=False, allow_infinity=False
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.text(max_size=20)
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -72,7 +78,9 @@ def check(response: t.Any) -> None:
     json.loads(response.get_data())
 
 
-FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)

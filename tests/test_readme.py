@@ -26,7 +26,9 @@ def test_every_setting_is_documented_once() -> None:
 
 
 def test_every_lifecycle_signal_is_documented() -> None:
-    lifecycle = [n for n, v in vars(signals).items() if isinstance(v, NamedSignal) and n not in EVENTS]
+    lifecycle = [
+        n for n, v in vars(signals).items() if isinstance(v, NamedSignal) and n not in EVENTS
+    ]
     assert sorted(first_cells("Signals")) == sorted(lifecycle)
 
 

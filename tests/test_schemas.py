@@ -39,24 +39,37 @@ UTC = dt.timezone.utc
         ("2021-08-20T10:28:56.6691072", dt.datetime(2021, 8, 20, 10, 28, 56, 669107)),
         ("2021-08-20T10:28:56Z", dt.datetime(2021, 8, 20, 10, 28, 56, tzinfo=UTC)),
         ("2021-08-20T10:28:56.1234567Z", dt.datetime(2021, 8, 20, 10, 28, 56, 123456, tzinfo=UTC)),
-        ("2021-08-20T17:28:56+07:00",
-         dt.datetime(2021, 8, 20, 17, 28, 56, tzinfo=dt.timezone(dt.timedelta(hours=7)))),
-        ("2021-08-20T05:28:56-0530",
-         dt.datetime(2021, 8, 20, 5, 28, 56, tzinfo=dt.timezone(-dt.timedelta(hours=5, minutes=30)))),
+        (
+            "2021-08-20T17:28:56+07:00",
+            dt.datetime(2021, 8, 20, 17, 28, 56, tzinfo=dt.timezone(dt.timedelta(hours=7))),
+        ),
+        (
+            "2021-08-20T05:28:56-0530",
+            dt.datetime(
+                2021, 8, 20, 5, 28, 56, tzinfo=dt.timezone(-dt.timedelta(hours=5, minutes=30))
+            ),
+        ),
         ("0001-01-01T00:00:00", None),
         ("0001-01-01T00:00:00.0000000", None),
         ("0001-01-01", None),
     ],
-)  # fmt: skip
+)
 def test_every_date_shape_dealpos_sends(text: str, expected: t.Any) -> None:
     assert parse_pos_datetime(text) == expected
 
 
 @pytest.mark.parametrize(
     "text",
-    ["2021-13-01", "20/07/2021", "2021-08-20T25:00:00", "yesterday", "",
-     "2021-08-20T10:28:56.12345678", "2021-02-30"],
-)  # fmt: skip
+    [
+        "2021-13-01",
+        "20/07/2021",
+        "2021-08-20T25:00:00",
+        "yesterday",
+        "",
+        "2021-08-20T10:28:56.12345678",
+        "2021-02-30",
+    ],
+)
 def test_what_is_not_a_date(text: str) -> None:
     with pytest.raises(ValueError):
         parse_pos_datetime(text)
@@ -80,8 +93,10 @@ def test_invoice_payment_is_typed_as_the_product_specifies() -> None:
     assert load_payment(payment())["Created"] == dt.datetime(2026, 11, 27, 14, 5, 31, 441029)
 
 
-@pytest.mark.parametrize("name", ["ID", "InvoiceID", "Outlet", "Number", "Amount", "Method",
-                                  "Date", "Created", "Creator"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name",
+    ["ID", "InvoiceID", "Outlet", "Number", "Amount", "Method", "Date", "Created", "Creator"],
+)
 def test_invoice_payment_fields_are_all_required(name: str) -> None:
     with pytest.raises(ma.ValidationError) as missing:
         load_payment(payment(**{name: ...}))
@@ -91,8 +106,9 @@ def test_invoice_payment_fields_are_all_required(name: str) -> None:
     assert null.value.messages == {name: ["Field may not be null."]}
 
 
-@pytest.mark.parametrize("name", ["ID", "InvoiceID", "Outlet", "Number", "Method", "Date",
-                                  "Created", "Creator"])  # fmt: skip
+@pytest.mark.parametrize(
+    "name", ["ID", "InvoiceID", "Outlet", "Number", "Method", "Date", "Created", "Creator"]
+)
 def test_invoice_payment_strings_must_not_be_empty(name: str) -> None:
     with pytest.raises(ma.ValidationError) as empty:
         load_payment(payment(**{name: ""}))
@@ -125,19 +141,34 @@ class Probe(ma.Schema):
     text = Text()
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("count", 3, 3), ("count", Decimal("3.0"), 3), ("count", "4", 4),
-    ("text", 628123456789, "628123456789"), ("text", Decimal("12.50"), "12.50"),
-    ("money", "12.50", Decimal("12.50")), ("money", 7, Decimal(7)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("count", 3, 3),
+        ("count", Decimal("3.0"), 3),
+        ("count", "4", 4),
+        ("text", 628123456789, "628123456789"),
+        ("text", Decimal("12.50"), "12.50"),
+        ("money", "12.50", Decimal("12.50")),
+        ("money", 7, Decimal(7)),
+    ],
+)
 def test_lenient_fields(field: str, value: t.Any, expected: t.Any) -> None:
     assert Probe().load({field: value})[field] == expected
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("count", Decimal("3.5")), ("count", True), ("count", "x"), ("count", Decimal("Infinity")),
-    ("money", False), ("text", True), ("text", ["a"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("count", Decimal("3.5")),
+        ("count", True),
+        ("count", "x"),
+        ("count", Decimal("Infinity")),
+        ("money", False),
+        ("text", True),
+        ("text", ["a"]),
+    ],
+)
 def test_strict_where_it_matters(field: str, value: t.Any) -> None:
     with pytest.raises(ma.ValidationError):
         Probe().load({field: value})
@@ -185,15 +216,15 @@ def required_paths(schema: ma.Schema, prefix: str = "") -> t.Iterator[tuple[str,
             yield from required_paths(field.inner.schema, f"{prefix or ''}.{name}.0")
 
 
-CASES = [
-    (event, path)
-    for event in EVENTS.values()
-    for path in required_paths(event.schema())
-]  # fmt: skip
+CASES = [(event, path) for event in EVENTS.values() for path in required_paths(event.schema())]
 
 
-@pytest.mark.parametrize(("event", "path"), CASES, ids=[f"{e.name}:{'.'.join(p)}" for e, p in CASES])
-def test_a_missing_required_field_is_reported_at_its_path(event: EventType, path: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("event", "path"), CASES, ids=[f"{e.name}:{'.'.join(p)}" for e, p in CASES]
+)
+def test_a_missing_required_field_is_reported_at_its_path(
+    event: EventType, path: tuple[str, ...]
+) -> None:
     body = parse(sample(event.name))
     holder: t.Any = body
     for step in path[:-1]:
@@ -205,12 +236,19 @@ def test_a_missing_required_field_is_reported_at_its_path(event: EventType, path
 
 
 def test_error_paths_are_flat_and_use_dealpos_names() -> None:
-    messages = {"Customer": {"Email": ["bad"]}, "Variants": {0: {"Code": ["x"]}, 2: ["y"]},
-                "_schema": ["z"], "Session": {"_schema": ["Invalid input type."]}}  # fmt: skip
+    messages = {
+        "Customer": {"Email": ["bad"]},
+        "Variants": {0: {"Code": ["x"]}, 2: ["y"]},
+        "_schema": ["z"],
+        "Session": {"_schema": ["Invalid input type."]},
+    }
     assert flatten_errors(messages) == {
-        "Customer.Email": ["bad"], "Variants.0.Code": ["x"], "Variants.2": ["y"],
-        "_schema": ["z"], "Session": ["Invalid input type."],
-    }  # fmt: skip
+        "Customer.Email": ["bad"],
+        "Variants.0.Code": ["x"],
+        "Variants.2": ["y"],
+        "_schema": ["z"],
+        "Session": ["Invalid input type."],
+    }
 
 
 def test_nested_type_errors_name_the_object() -> None:
@@ -220,8 +258,21 @@ def test_nested_type_errors_name_the_object() -> None:
     assert error.value.errors == {"Session": ["Invalid input type."]}
 
 
-@pytest.mark.parametrize("raw", [b"", b"{", b"[1]", b'"x"', b"null", b"\xff\xfe{", b"NaN",
-                                 b'{"a": NaN}', b"[" * 100000, b"1" * 5000])  # fmt: skip
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"{",
+        b"[1]",
+        b'"x"',
+        b"null",
+        b"\xff\xfe{",
+        b"NaN",
+        b'{"a": NaN}',
+        b"[" * 100000,
+        b"1" * 5000,
+    ],
+)
 def test_parse_refuses_what_is_not_one_json_object(raw: bytes) -> None:
     from flask_posweb.exceptions import PayloadError
 

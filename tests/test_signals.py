@@ -18,14 +18,23 @@ from flask_posweb.testing import captured_signals
 
 from .conftest import MakeApp
 
-LIFECYCLE = (signals.webhook_received, signals.webhook_processed, signals.webhook_rejected,
-             signals.receiver_failed, signals.webhook_dead)  # fmt: skip
+LIFECYCLE = (
+    signals.webhook_received,
+    signals.webhook_processed,
+    signals.webhook_rejected,
+    signals.receiver_failed,
+    signals.webhook_dead,
+)
 
 
 def test_lifecycle_of_an_accepted_delivery(app: Flask, client: PosWebClient) -> None:
     with captured_signals(app, *LIFECYCLE, signals.payment_created) as sent:
         client.deliver("payment_created")
-    assert [name for name, _ in sent] == ["webhook-received", "payment-created", "webhook-processed"]
+    assert [name for name, _ in sent] == [
+        "webhook-received",
+        "payment-created",
+        "webhook-processed",
+    ]
     events = [kwargs["event"] for _, kwargs in sent]
     assert all(isinstance(e, WebhookEvent) and e == events[0] for e in events)
 
@@ -42,8 +51,9 @@ def test_rejections_are_signalled_with_what_went_wrong(app: Flask, client: PosWe
     assert unauthenticated["delivery_id"] is None  # never stored
 
 
-def test_receivers_are_isolated(app: Flask, posweb: PosWeb, client: PosWebClient,
-                                caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+def test_receivers_are_isolated(
+    app: Flask, posweb: PosWeb, client: PosWebClient, caplog: pytest.LogCaptureFixture
+) -> None:
     ran: list[str] = []
 
     @posweb.on("invoice_created")
@@ -66,8 +76,9 @@ def test_receivers_are_isolated(app: Flask, posweb: PosWeb, client: PosWebClient
     assert "first is broken" in caplog.text and record.exc_info is not None
 
 
-def test_without_an_inbox_a_failure_is_a_500_so_dealpos_retries(make_app: MakeApp,
-                                                                posweb: PosWeb) -> None:  # fmt: skip
+def test_without_an_inbox_a_failure_is_a_500_so_dealpos_retries(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
     app = make_app(POSWEB_INBOX=False)
     ran: list[str] = []
     posweb.on("payment_created")(lambda sender, event, **extra: ran.append("ok"))
@@ -78,8 +89,10 @@ def test_without_an_inbox_a_failure_is_a_500_so_dealpos_retries(make_app: MakeAp
 
     response = app.test_client().deliver("payment_created")  # type: ignore[attr-defined]
     assert response.status_code == 500
-    assert response.json == {"status": "error",
-                             "message": "1 receiver(s) failed; the delivery was not kept."}  # fmt: skip
+    assert response.json == {
+        "status": "error",
+        "message": "1 receiver(s) failed; the delivery was not kept.",
+    }
     assert ran == ["ok"]  # the other receiver still ran
     assert get_state(app).inbox is None
 

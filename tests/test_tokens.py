@@ -46,7 +46,9 @@ def test_token_then_webhook(make_app: MakeApp) -> None:
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json
     assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
-    assert client.deliver("payment_created", headers=bearer(body["access_token"])).status_code == 200
+    assert (
+        client.deliver("payment_created", headers=bearer(body["access_token"])).status_code == 200
+    )
     refused = client.deliver("payment_created", headers=bearer(body["access_token"] + "x"))
     assert refused.status_code == 401
     assert refused.headers["WWW-Authenticate"] == 'Bearer realm="DealPOS webhooks"'
@@ -55,23 +57,41 @@ def test_token_then_webhook(make_app: MakeApp) -> None:
 @pytest.mark.parametrize("how", ["form", "json"])
 def test_client_credentials_in_the_body(make_app: MakeApp, how: str) -> None:
     client = oauth_app(make_app).test_client()
-    fields = {"grant_type": "client_credentials", "client_id": "dealpos",
-              "client_secret": "client-secret"}  # fmt: skip
-    response = token_for(client, headers={}, **({"data": fields} if how == "form" else {"json": fields}))
+    fields = {
+        "grant_type": "client_credentials",
+        "client_id": "dealpos",
+        "client_secret": "client-secret",
+    }
+    response = token_for(
+        client, headers={}, **({"data": fields} if how == "form" else {"json": fields})
+    )
     assert response.status_code == 200, response.json
 
 
-@pytest.mark.parametrize(("kwargs", "status", "code"), [
-    ({"data": {"grant_type": "password"}}, 400, "unsupported_grant_type"),
-    ({"data": {}}, 400, "unsupported_grant_type"),
-    ({"headers": basic("dealpos", "wrong")}, 401, "invalid_client"),
-    ({"headers": basic("stranger", "client-secret")}, 401, "invalid_client"),
-    ({"headers": {}}, 400, "invalid_request"),
-    ({"data": {"grant_type": "client_credentials", "client_id": "dealpos",
-               "client_secret": "client-secret"}}, 400, "invalid_request"),  # in two places
-])  # fmt: skip
-def test_token_errors_follow_rfc_6749(make_app: MakeApp, kwargs: dict[str, t.Any], status: int,
-                                      code: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"data": {"grant_type": "password"}}, 400, "unsupported_grant_type"),
+        ({"data": {}}, 400, "unsupported_grant_type"),
+        ({"headers": basic("dealpos", "wrong")}, 401, "invalid_client"),
+        ({"headers": basic("stranger", "client-secret")}, 401, "invalid_client"),
+        ({"headers": {}}, 400, "invalid_request"),
+        (
+            {
+                "data": {
+                    "grant_type": "client_credentials",
+                    "client_id": "dealpos",
+                    "client_secret": "client-secret",
+                }
+            },
+            400,
+            "invalid_request",
+        ),  # in two places
+    ],
+)
+def test_token_errors_follow_rfc_6749(
+    make_app: MakeApp, kwargs: dict[str, t.Any], status: int, code: str
+) -> None:
     response = token_for(oauth_app(make_app).test_client(), **kwargs)
     assert response.status_code == status
     assert response.json["error"] == code
@@ -109,13 +129,16 @@ def test_another_process_with_the_same_configuration_accepts_the_token(make_app:
     assert response.status_code == 200
 
 
-@pytest.mark.parametrize(("config", "valid"), [
-    ({"POSWEB_OAUTH_CLIENTS": {"dealpos": "rotated"}}, False),
-    ({"POSWEB_OAUTH_CLIENTS": {"dealpos": ["client-secret", "rotated"]}}, True),  # overlap
-    ({"SECRET_KEY": "new-signing-key"}, False),
-    ({"POSWEB_OAUTH_SIGNING_KEY": ["signing", "newer"]}, True),  # old key still listed
-    ({"POSWEB_OAUTH_CLIENTS": {"someone-else": "client-secret"}}, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("config", "valid"),
+    [
+        ({"POSWEB_OAUTH_CLIENTS": {"dealpos": "rotated"}}, False),
+        ({"POSWEB_OAUTH_CLIENTS": {"dealpos": ["client-secret", "rotated"]}}, True),  # overlap
+        ({"SECRET_KEY": "new-signing-key"}, False),
+        ({"POSWEB_OAUTH_SIGNING_KEY": ["signing", "newer"]}, True),  # old key still listed
+        ({"POSWEB_OAUTH_CLIENTS": {"someone-else": "client-secret"}}, False),
+    ],
+)
 def test_rotation_revokes_tokens(make_app: MakeApp, config: dict[str, t.Any], valid: bool) -> None:
     token = token_for(oauth_app(make_app).test_client()).json["access_token"]
     rotated = oauth_app(make_app, **config)

@@ -35,7 +35,9 @@ def test_every_event_is_received_and_signalled(app: Flask, client: PosWebClient,
     assert event.attempt == 1 and not event.is_replay
 
 
-def test_a_real_payload_reaches_the_handler_with_every_field(app: Flask, client: PosWebClient) -> None:
+def test_a_real_payload_reaches_the_handler_with_every_field(
+    app: Flask, client: PosWebClient
+) -> None:
     raw = payload_bytes("payment_written_off_drifted")
     with captured_events(app, "payment_written_off") as events:
         assert client.deliver("payment_written_off", raw).status_code == 200
@@ -48,9 +50,11 @@ def test_a_real_payload_reaches_the_handler_with_every_field(app: Flask, client:
 
 
 def test_posting_the_same_bytes_keeps_them_exactly(app: Flask, client: PosWebClient) -> None:
-    raw = b'{"ID":"p-1", "InvoiceID":"i-1","Outlet":"K","Number":"N","Amount":10.10,' \
-          b'"Method":"Cash","Date":"2021-08-20","Created":"2021-08-20T10:28:56.6691072",' \
-          b'"Creator":"Dewi",  "\\u00e9t\\u00e9": "summer"}'
+    raw = (
+        b'{"ID":"p-1", "InvoiceID":"i-1","Outlet":"K","Number":"N","Amount":10.10,'
+        b'"Method":"Cash","Date":"2021-08-20","Created":"2021-08-20T10:28:56.6691072",'
+        b'"Creator":"Dewi",  "\\u00e9t\\u00e9": "summer"}'
+    )
     with captured_events(app) as events:
         assert client.deliver("payment_created", raw).status_code == 200
     assert events[0].raw == raw
@@ -65,24 +69,38 @@ def error(response: t.Any, status: int) -> dict[str, t.Any]:
     return body
 
 
-@pytest.mark.parametrize(("raw", "reason"), [
-    (b"{", "not valid JSON"), (b"", "not valid JSON"), (b"\xff\xfe\x00", "not valid JSON"),
-    (b"[1, 2]", "not an array"), (b'"text"', "not a string"), (b"42", "not a number"),
-    (b"null", "not null"),
-])  # fmt: skip
-def test_400_when_the_body_is_not_one_json_object(client: PosWebClient, raw: bytes, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"\xff\xfe\x00", "not valid JSON"),
+        (b"[1, 2]", "not an array"),
+        (b'"text"', "not a string"),
+        (b"42", "not a number"),
+        (b"null", "not null"),
+    ],
+)
+def test_400_when_the_body_is_not_one_json_object(
+    client: PosWebClient, raw: bytes, reason: str
+) -> None:
     body = error(client.deliver("payment_created", raw), 400)
     assert reason.split()[-1] in body["message"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""},
-                                     {"Authorization": "Bearer test-key"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "headers", [{}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}, {"Authorization": "Bearer test-key"}]
+)
 def test_401_without_valid_credentials(client: PosWebClient, headers: dict[str, str]) -> None:
-    response = client.post("/dealpos/payment-created", json=json.loads(sample("payment_created")),
-                           headers=headers)  # fmt: skip
+    response = client.post(
+        "/dealpos/payment-created", json=json.loads(sample("payment_created")), headers=headers
+    )
     body = error(response, 401)
     assert body["message"] == "Missing or invalid credentials."
-    assert response.headers["WWW-Authenticate"] == 'ApiKey realm="DealPOS webhooks", header="X-API-Key"'
+    assert (
+        response.headers["WWW-Authenticate"]
+        == 'ApiKey realm="DealPOS webhooks", header="X-API-Key"'
+    )
     assert "wrong" not in response.get_data(as_text=True)
 
 
@@ -103,9 +121,13 @@ def test_413_by_content_length_before_reading(make_app: MakeApp) -> None:
 
 def test_413_while_streaming_without_content_length(client: PosWebClient) -> None:
     stream = io.BytesIO(b'{"a": "' + b"x" * (2 * 1024 * 1024) + b'"}')
-    response = client.post("/dealpos/payment-created", input_stream=stream, headers=KEY,
-                           content_type="application/json",
-                           environ_overrides={"wsgi.input_terminated": True})  # fmt: skip
+    response = client.post(
+        "/dealpos/payment-created",
+        input_stream=stream,
+        headers=KEY,
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
     error(response, 413)
 
 
@@ -132,8 +154,16 @@ def test_415_when_not_json(client: PosWebClient, content_type: str) -> None:
 
 
 def test_json_with_a_charset_or_suffix_is_json(client: PosWebClient) -> None:
-    assert client.deliver("payment_created", content_type="application/json; charset=utf-8").status_code == 200
-    assert client.deliver("invoice_created", content_type="application/vnd.dealpos+json").status_code == 200
+    assert (
+        client.deliver(
+            "payment_created", content_type="application/json; charset=utf-8"
+        ).status_code
+        == 200
+    )
+    assert (
+        client.deliver("invoice_created", content_type="application/vnd.dealpos+json").status_code
+        == 200
+    )
 
 
 def test_422_names_every_bad_field_by_its_path(client: PosWebClient) -> None:
@@ -149,8 +179,9 @@ def test_422_names_every_bad_field_by_its_path(client: PosWebClient) -> None:
     }
 
 
-def test_errors_never_echo_secrets_or_tracebacks(app: Flask, client: PosWebClient,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_errors_never_echo_secrets_or_tracebacks(
+    app: Flask, client: PosWebClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import flask_posweb.views
 
     def explode(*args: t.Any, **kwargs: t.Any) -> t.NoReturn:
