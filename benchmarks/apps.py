@@ -60,9 +60,11 @@ def handwritten() -> Flask:
     return app
 
 
-def posweb(inbox: bool, directory: str | None = None, receivers: int = 1) -> Flask:
+def posweb(
+    inbox: bool, directory: str | None = None, receivers: int = 1, dispatch: str = "inline"
+) -> Flask:
     app = Flask(__name__, instance_path=directory or os.getcwd())
-    app.config.update(POSWEB_API_KEYS=[API_KEY], POSWEB_INBOX=inbox)
+    app.config.update(POSWEB_API_KEYS=[API_KEY], POSWEB_INBOX=inbox, POSWEB_DISPATCH=dispatch)
     extension = PosWeb()
     for n in range(receivers):
         extension.on("payment_created")(_numbered(n))
@@ -86,4 +88,6 @@ def create_app(variant: str | None = None, directory: str | None = None) -> Flas
         return bare()
     if variant == "handwritten":
         return handwritten()
+    if variant == "posweb_sqlite_worker":
+        return posweb(inbox=True, directory=directory, dispatch="worker")
     return posweb(inbox=variant == "posweb_sqlite", directory=directory)

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import threading
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -32,12 +31,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .database import attempts
+from .commits import GroupCommit
+from .database import Writer
 from .database import create_engine
 from .database import create_tables
 from .database import deliveries
 from .exceptions import ConfigurationError
 from .exceptions import StoreError
+from .prepared import Prepared
 
 __all__ = ["Admission", "Attempt", "Delivery", "Filter", "Inbox", "utcnow"]
 
@@ -66,6 +67,8 @@ class Delivery:
     headers: dict[str, str]
     errors: dict[str, t.Any] | None
     answer: t.Any
+    #: Every receiver call so far, as stored (see :meth:`Inbox.attempts_of`).
+    outcomes: list[dict[str, t.Any]]
     attempts: int
     generation: int
     replay: bool
@@ -86,6 +89,14 @@ class Attempt(t.NamedTuple):
     error: str | None
     started_at: dt.datetime
     duration_ms: float
+
+    def stored(self) -> dict[str, t.Any]:
+        """As kept in the delivery's ``outcomes`` (JSON)."""
+        return {**self._asdict(), "started_at": self.started_at.isoformat()}
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, t.Any]) -> Attempt:
+        return cls(**{**stored, "started_at": dt.datetime.fromisoformat(stored["started_at"])})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,14 +142,40 @@ def _free(now: dt.datetime) -> sa.ColumnElement[bool]:
     return sa.or_(D.locked_until.is_(None), D.locked_until < now)
 
 
-def _insert_ignoring_duplicates(dialect: str) -> sa.Insert:
-    if dialect == "sqlite":
-        return sqlite_insert(deliveries).on_conflict_do_nothing(index_elements=["dedup_key"])
-    if dialect == "postgresql":
-        return postgresql_insert(deliveries).on_conflict_do_nothing(index_elements=["dedup_key"])
-    raise ConfigurationError(
-        f"The inbox supports SQLite and PostgreSQL, not {dialect!r}: check POSWEB_DATABASE_URL."
-    )
+_ROW_KEYS = [c.name for c in deliveries.c if c.name != "id"]
+
+
+class _RowInsert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the dialect, returning the new
+    id, or ``None`` when the duplicate key is stored already."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        statement: sa.ClauseElement
+        if dialect.name == "sqlite":
+            statement = sqlite_insert(deliveries).on_conflict_do_nothing(
+                index_elements=["dedup_key"]
+            )
+        elif dialect.name == "postgresql":
+            statement = (
+                postgresql_insert(deliveries)
+                .on_conflict_do_nothing(index_elements=["dedup_key"])
+                .returning(D.id)
+            )
+        else:
+            raise ConfigurationError(
+                f"The inbox supports SQLite and PostgreSQL, not {dialect.name!r}: "
+                "check POSWEB_DATABASE_URL."
+            )
+        # SQLite's RETURNING needs 3.35; its cursor tells the new rowid anyway.
+        self._returning = dialect.name != "sqlite"
+        self._prepared = Prepared(statement, dialect, _ROW_KEYS)
+
+    def __call__(self, connection: sa.Connection, row: dict[str, t.Any]) -> int | None:
+        cursor = self._prepared.execute(connection, row)
+        if self._returning:
+            found = cursor.fetchone()
+            return None if found is None else int(found[0])
+        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
 
 
 # Statements built once; each execution only binds values (SQLAlchemy caches
@@ -157,70 +194,12 @@ _FINISH = (
         next_attempt_at=sa.bindparam("b_next"),
         errors=sa.bindparam("b_errors", type_=D.errors.type),
         answer=sa.bindparam("b_answer", type_=D.answer.type),
-        locked_by=None,
-        locked_until=None,
+        outcomes=sa.bindparam("b_outcomes", type_=D.outcomes.type),
+        locked_by=sa.bindparam("b_unlocked", type_=D.locked_by.type),
+        locked_until=sa.bindparam("b_unlocked_until", type_=D.locked_until.type),
         updated_at=sa.bindparam("b_now"),
     )
 )
-
-
-class _Pending:
-    __slots__ = ("row", "result", "error", "done")
-
-    def __init__(self, row: dict[str, t.Any]) -> None:
-        self.row = row
-        self.result: Admission | None = None
-        self.error: BaseException | None = None
-        self.done = False
-
-
-class GroupCommit:
-    """Commit the rows several threads store at the same moment in one transaction.
-
-    A commit that waits for the disk (``synchronous=FULL``) costs a disk sync;
-    with gthread or other threaded servers, requests arriving together then
-    share one. The first thread to take the lock commits every row queued by
-    then, its own included; the others find theirs done (the leader/follower
-    scheme of a write-ahead log's group commit). With one thread it is one
-    plain transaction.
-    """
-
-    def __init__(self, inbox: Inbox) -> None:
-        self.inbox = inbox
-        self._queue: list[_Pending] = []
-        self._queue_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
-
-    def submit(self, row: dict[str, t.Any]) -> Admission:
-        """Store ``row`` (or find its duplicate); returns once it is committed.
-
-        :raises StoreError: the commit failed: nothing in it was stored.
-        """
-        pending = _Pending(row)
-        with self._queue_lock:
-            self._queue.append(pending)
-        with self._commit_lock:
-            if not pending.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.result
-
-    def _commit(self, batch: list[_Pending]) -> None:
-        try:
-            with self.inbox._write() as connection:
-                admissions = self.inbox._insert(connection, [p.row for p in batch])
-            for pending, admission in zip(batch, admissions, strict=True):
-                pending.result = admission
-        except BaseException as exc:  # every row of the batch shares its fate
-            for pending in batch:
-                pending.error = exc
-        finally:
-            for pending in batch:
-                pending.done = True
 
 
 class Inbox:
@@ -237,11 +216,14 @@ class Inbox:
         rejected_max_count: int = 10_000,
         rejected_max_age: float = 30 * 86400,
         clock: Callable[[], dt.datetime] = utcnow,
+        timeout: float = 5,
     ) -> None:
         self.engine = engine
         self._tables_ready = False
-        self._insert_ignore = _insert_ignoring_duplicates(engine.dialect.name)
-        self._commits = GroupCommit(self)
+        self._writer = Writer(engine, timeout)
+        self._commits = GroupCommit(self._write)
+        self._insert_row = _RowInsert(engine.dialect)
+        self._finish = Prepared(_FINISH, engine.dialect)
         self.rejected_max_count = rejected_max_count
         self.rejected_max_age = dt.timedelta(seconds=rejected_max_age)
         self.clock = clock
@@ -250,7 +232,12 @@ class Inbox:
     def from_url(cls, url: str, timeout: float = 5, **kwargs: t.Any) -> Inbox:
         """The inbox at a database URL. Nothing is connected until first use,
         so an app starts while its database is down; tables are created then."""
-        return cls(create_engine(url, timeout), **kwargs)
+        return cls(create_engine(url, timeout), timeout=timeout, **kwargs)
+
+    def close(self) -> None:
+        """Close every connection (they are opened again when needed)."""
+        self._writer.close()
+        self.engine.dispose()
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -276,11 +263,8 @@ class Inbox:
             a crash may lose it, never corrupt anything. Only for writes whose
             loss costs a repeat, not a delivery (a receiver's outcome).
         """
-        with self._translated(), self.engine.connect() as connection:
-            if not durable:
-                connection.execution_options(posweb_durable=False)
-            with connection.begin():
-                yield connection
+        with self._translated(), self._writer.transaction(durable) as connection:
+            yield connection
 
     # -- receiving ---------------------------------------------------------------
 
@@ -306,6 +290,7 @@ class Inbox:
             headers=headers,
             errors=errors,
             answer=None,
+            outcomes=[],
             attempts=1 if owner else 0,
             generation=0,
             replay=False,
@@ -330,7 +315,7 @@ class Inbox:
         """Store a valid delivery as ``pending``, or find the one already stored.
 
         Returns once the row is committed (on disk). Threads storing at the same
-        moment share one commit (see :class:`GroupCommit`).
+        moment share one commit (see :class:`~.commits.GroupCommit`).
 
         :param owner: lease the new delivery to this dispatcher (and count its
             first attempt), so that no one else takes it while it is dispatched.
@@ -340,7 +325,7 @@ class Inbox:
             (remembered loyalty answers).
         """
         row = self._row(event, raw, headers, owner=owner, lease=lease, key=key, dispatch=dispatch)
-        return self._commits.submit(row)
+        return self._commits.submit(lambda connection: self._insert(connection, row))
 
     def reject(self, event: str, raw: bytes, headers: dict[str, str], errors: t.Any) -> Delivery:
         """Keep a delivery that failed validation, with its errors, for a later replay.
@@ -349,32 +334,27 @@ class Inbox:
         bounded by count and age; the oldest go first.
         """
         row = self._row(event, raw, headers, status="rejected", dispatch=False, errors=errors)
-        return self._commits.submit(row).delivery
+        return self._commits.submit(lambda connection: self._insert(connection, row)).delivery
 
-    def _insert(self, connection: sa.Connection, rows: list[dict[str, t.Any]]) -> list[Admission]:
-        """Insert rows unless their duplicate key is stored; one transaction.
+    def _insert(self, connection: sa.Connection, row: dict[str, t.Any]) -> Admission:
+        """Insert a row unless its duplicate key is stored.
 
         ``INSERT ... ON CONFLICT DO NOTHING`` makes "insert unless seen" one
         atomic statement on both databases, and a duplicate does not abort the
-        transaction the other rows share.
+        transaction that other rows share (see :class:`~.commits.GroupCommit`).
         """
-        admissions = []
-        for row in rows:
-            result = connection.execute(self._insert_ignore, row)
-            inserted = result.inserted_primary_key if result.rowcount != 0 else None
-            if inserted is not None and inserted[0] is not None:
-                admissions.append(Admission(Delivery(id=inserted[0], **row), new=True))
-                continue
-            found = connection.execute(_BY_KEY, {"key": row["dedup_key"]}).one()
-            existing = Delivery(**found._mapping)
-            if row["status"] == "rejected" and existing.status == "rejected":
-                connection.execute(_REFUSED_AGAIN, {"b_id": existing.id, "b_errors": row["errors"],
-                                                    "b_now": row["updated_at"]})  # fmt: skip
-                existing = dataclasses.replace(existing, errors=row["errors"])
-            admissions.append(Admission(existing, new=False))
-        if any(a.new and a.delivery.status == "rejected" for a in admissions):
-            self._bound_rejected(connection)
-        return admissions
+        new_id = self._insert_row(connection, row)
+        if new_id is not None:
+            if row["status"] == "rejected":
+                self._bound_rejected(connection)
+            return Admission(Delivery(id=new_id, **row), new=True)
+        found = connection.execute(_BY_KEY, {"key": row["dedup_key"]}).one()
+        existing = Delivery(**found._mapping)
+        if row["status"] == "rejected" and existing.status == "rejected":
+            params = {"b_id": existing.id, "b_errors": row["errors"], "b_now": row["updated_at"]}
+            connection.execute(_REFUSED_AGAIN, params)
+            existing = dataclasses.replace(existing, errors=row["errors"])
+        return Admission(existing, new=False)
 
     def _bound_rejected(self, connection: sa.Connection) -> None:
         newest_dropped = (
@@ -460,14 +440,14 @@ class Inbox:
             )
         return result.rowcount == 1
 
-    def succeeded(self, delivery: Delivery) -> set[str]:
+    @staticmethod
+    def succeeded(delivery: Delivery) -> set[str]:
         """Receivers that already succeeded for this delivery's current generation."""
-        A = attempts.c
-        query = sa.select(A.receiver).where(
-            A.delivery_id == delivery.id, A.generation == delivery.generation, A.ok.is_(True)
-        )
-        with self._translated(), self.engine.connect() as connection:
-            return set(connection.execute(query).scalars())
+        return {
+            o["receiver"]
+            for o in delivery.outcomes
+            if o["ok"] and o["generation"] == delivery.generation
+        }
 
     def finish(
         self,
@@ -485,20 +465,25 @@ class Inbox:
 
         :param durable: see :meth:`_write`; a dispatcher passes ``False``: losing
             this write to a crash only makes the delivery run again.
-        :returns: ``False`` if ``owner`` had lost its lease: the outcomes are
-            kept, the status is left to the dispatcher that took over.
+        :returns: ``False`` if ``owner`` had lost its lease: nothing is written,
+            the delivery belongs to the dispatcher that took it over.
         """
-        rows = [{"delivery_id": delivery.id, **o._asdict()} for o in outcomes]
-        with self._write(durable) as connection:
-            if rows:
-                connection.execute(attempts.insert(), rows)
-            result = connection.execute(
-                _FINISH,
-                {"b_id": delivery.id, "b_owner": owner, "b_status": status,
-                 "b_next": next_attempt_at, "b_errors": errors, "b_answer": answer,
-                 "b_now": self.clock()},
-            )  # fmt: skip
-        return result.rowcount == 1
+        params = {
+            "b_id": delivery.id,
+            "b_owner": owner,
+            "b_status": status,
+            "b_next": next_attempt_at,
+            "b_errors": errors,
+            "b_answer": answer,
+            "b_outcomes": delivery.outcomes + [o.stored() for o in outcomes],
+            "b_unlocked": None,
+            "b_unlocked_until": None,
+            "b_now": self.clock(),
+        }
+        return self._commits.submit(
+            lambda connection: bool(self._finish.execute(connection, params).rowcount == 1),
+            durable,
+        )
 
     def retry_now(self, delivery_id: int) -> bool:
         """Make a failed, dead or rejected delivery due now (DealPOS sent it again).
@@ -570,14 +555,8 @@ class Inbox:
 
     def attempts_of(self, delivery_id: int) -> list[Attempt]:
         """Every receiver call of a delivery, oldest first."""
-        A = attempts.c
-        query = (
-            sa.select(*(A[name] for name in Attempt._fields))
-            .where(A.delivery_id == delivery_id)
-            .order_by(A.id)
-        )
-        with self._translated(), self.engine.connect() as connection:
-            return [Attempt(**row._mapping) for row in connection.execute(query)]
+        delivery = self.get(delivery_id)
+        return [] if delivery is None else [Attempt.from_stored(o) for o in delivery.outcomes]
 
     def select(
         self, which: Filter = Filter(), *, limit: int | None = 50, newest_first: bool = True

@@ -51,7 +51,7 @@ class PosWebState:
         if self.background is not None:
             self.background.stop()
         if self.inbox is not None:
-            self.inbox.engine.dispose()
+            self.inbox.close()
 
     def require_inbox(self) -> Inbox:
         """The inbox, for commands that need one.

@@ -24,7 +24,8 @@ def effect(receiver: str, event: WebhookEvent) -> None:
     """Record that ``receiver`` ran for ``event`` (one row per run, duplicates kept)."""
     with sqlite3.connect(os.environ["FAULT_EFFECTS"], timeout=60) as db:
         db.execute(
-            "CREATE TABLE IF NOT EXISTS effects (delivery INTEGER, receiver TEXT, attempt INTEGER, pid INTEGER)"
+            "CREATE TABLE IF NOT EXISTS effects "
+            "(delivery INTEGER, receiver TEXT, attempt INTEGER, pid INTEGER)"
         )
         db.execute(
             "INSERT INTO effects VALUES (?, ?, ?, ?)",

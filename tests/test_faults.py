@@ -69,7 +69,7 @@ def env(tmp_path: pathlib.Path, database_url: str) -> Env:
 def inbox(env: Env) -> Iterator[Inbox]:
     store = Inbox.from_url(env["FAULT_DATABASE_URL"])
     yield store
-    store.engine.dispose()
+    store.close()
 
 
 def wait_for(

@@ -40,7 +40,7 @@ def clock() -> Clock:
 def inbox(database_url: str, clock: Clock) -> Iterator[Inbox]:
     store = Inbox.from_url(database_url, rejected_max_count=3, rejected_max_age=3600, clock=clock)
     yield store
-    store.engine.dispose()
+    store.close()
 
 
 def admit(inbox: Inbox, body: bytes = b'{"ID": "1"}', **kwargs: t.Any) -> t.Any:
@@ -143,14 +143,15 @@ def test_finish_records_outcomes_and_releases_the_lease(inbox: Inbox) -> None:
     ]
 
 
-def test_a_lost_lease_keeps_the_outcomes_but_not_the_status(inbox: Inbox, clock: Clock) -> None:
+def test_a_lost_lease_writes_nothing(inbox: Inbox, clock: Clock) -> None:
     delivery = admit(inbox, owner="slow", lease=10).delivery
     clock.advance(11)
     assert inbox.claim(delivery.id, "fast", 60) is not None
     assert not inbox.finish(delivery, "slow", [outcome("a", True)], "processed")
     stored = inbox.get(delivery.id)
     assert stored is not None and stored.locked_by == "fast" and stored.status == "pending"
-    assert inbox.succeeded(stored) == {"a"}
+    # The dispatcher that took over decides; it runs receiver "a" again (at least once).
+    assert inbox.succeeded(stored) == set() and stored.outcomes == []
 
 
 def test_extend_renews_only_the_owners_lease(inbox: Inbox, clock: Clock) -> None:

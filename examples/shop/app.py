@@ -42,10 +42,12 @@ CREATE TABLE IF NOT EXISTS received (
 );
 CREATE TABLE IF NOT EXISTS points (member TEXT PRIMARY KEY, points INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS coupons (
-    key TEXT PRIMARY KEY, type TEXT NOT NULL, amount TEXT NOT NULL, expires TEXT, used INTEGER NOT NULL
+    key TEXT PRIMARY KEY, type TEXT NOT NULL, amount TEXT NOT NULL, expires TEXT,
+    used INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO points VALUES ('081234567890', 1208);
-INSERT OR IGNORE INTO coupons VALUES ('WELCOME10', 'percentageDiscount', '10', '2027-12-31T23:59:59', 0);
+INSERT OR IGNORE INTO coupons VALUES
+    ('WELCOME10', 'percentageDiscount', '10', '2027-12-31T23:59:59', 0);
 INSERT OR IGNORE INTO coupons VALUES ('SORRY25K', 'value', '25000', NULL, 1);
 """
 
@@ -110,9 +112,13 @@ def order_complete(call: LoyaltyCall) -> int:
 
 @posweb.loyalty.validate_coupon
 def validate_coupon(call: LoyaltyCall) -> Coupon | CouponRefused:
-    row = shop_db().execute(
-        "SELECT type, amount, expires, used FROM coupons WHERE key = ?", (call.data["Key"],)
-    ).fetchone()
+    row = (
+        shop_db()
+        .execute(
+            "SELECT type, amount, expires, used FROM coupons WHERE key = ?", (call.data["Key"],)
+        )
+        .fetchone()
+    )
     if row is None:
         return CouponRefused("Unknown coupon.", status="invalid")
     kind, amount, expires, used = row
@@ -150,7 +156,10 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
         )
         points = shop_db().execute("SELECT member, points FROM points ORDER BY member")
         return jsonify(
-            received=[dict(zip(("id", "event", "summary", "received_at"), r)) for r in rows],
+            received=[
+                dict(zip(("id", "event", "summary", "received_at"), row, strict=True))
+                for row in rows
+            ],
             points=dict(points.fetchall()),
             inbox=get_state(app).require_inbox().counts(),
         )
