@@ -22,7 +22,7 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
-	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks --write $(BENCH_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check flask_posweb tests examples benchmarks

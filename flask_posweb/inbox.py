@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -28,178 +27,42 @@ from collections.abc import Iterator
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .commits import GroupCommit
 from .database import Writer
 from .database import create_engine
 from .database import create_tables
 from .database import deliveries
-from .exceptions import ConfigurationError
 from .exceptions import StoreError
 from .prepared import Prepared
+from .records import DISPATCHABLE
+from .records import STATUSES
+from .records import Admission
+from .records import Attempt
+from .records import Delivery
+from .records import Status
+from .records import dedup_key
+from .records import utcnow
+from .statements import BY_KEY
+from .statements import FINISH
+from .statements import REFUSED_AGAIN
+from .statements import D
+from .statements import Filter
+from .statements import RowInsert
+from .statements import free
 
-__all__ = ["Admission", "Attempt", "Delivery", "Filter", "Inbox", "utcnow"]
-
-Status = t.Literal["pending", "failed", "processed", "dead", "rejected"]
-STATUSES: tuple[Status, ...] = t.get_args(Status)
-#: Statuses a dispatcher may take.
-DISPATCHABLE: tuple[Status, ...] = ("pending", "failed")
-
-D = deliveries.c
-
-
-def utcnow() -> dt.datetime:
-    """Now, as the naive UTC datetime the inbox stores."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-@dataclasses.dataclass(frozen=True)
-class Delivery:
-    """One stored delivery (a row of ``posweb_deliveries``)."""
-
-    id: int
-    event: str
-    dedup_key: str
-    status: Status
-    raw: bytes
-    headers: dict[str, str]
-    errors: dict[str, t.Any] | None
-    answer: t.Any
-    #: Every receiver call so far, as stored (see :meth:`Inbox.attempts_of`).
-    outcomes: list[dict[str, t.Any]]
-    attempts: int
-    generation: int
-    replay: bool
-    received_at: dt.datetime
-    updated_at: dt.datetime
-    next_attempt_at: dt.datetime | None
-    locked_by: str | None
-    locked_until: dt.datetime | None
-
-
-class Attempt(t.NamedTuple):
-    """One call of one receiver for one delivery (a tuple: made on the hot path)."""
-
-    receiver: str
-    attempt: int
-    generation: int
-    ok: bool
-    error: str | None
-    started_at: dt.datetime
-    duration_ms: float
-
-    def stored(self) -> dict[str, t.Any]:
-        """As kept in the delivery's ``outcomes`` (JSON)."""
-        return {**self._asdict(), "started_at": self.started_at.isoformat()}
-
-    @classmethod
-    def from_stored(cls, stored: dict[str, t.Any]) -> Attempt:
-        return cls(**{**stored, "started_at": dt.datetime.fromisoformat(stored["started_at"])})
-
-
-@dataclasses.dataclass(frozen=True)
-class Admission:
-    """The result of :meth:`Inbox.admit`: the stored delivery, and whether it is new."""
-
-    delivery: Delivery
-    new: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class Filter:
-    """Which deliveries an operator means (all fields optional, combined with AND)."""
-
-    status: Sequence[str] = ()
-    event: Sequence[str] = ()
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    ids: Sequence[int] = ()
-
-    def where(self) -> list[sa.ColumnElement[bool]]:
-        clauses: list[sa.ColumnElement[bool]] = []
-        if self.status:
-            clauses.append(D.status.in_(self.status))
-        if self.event:
-            clauses.append(D.event.in_(self.event))
-        if self.since is not None:
-            clauses.append(D.received_at >= self.since)
-        if self.until is not None:
-            clauses.append(D.received_at < self.until)
-        if self.ids:
-            clauses.append(D.id.in_(self.ids))
-        return clauses
-
-
-def dedup_key(event: str, raw: bytes) -> str:
-    """The duplicate key of a delivery: DealPOS sends no id, so name + body hash."""
-    return f"{event}:{hashlib.sha256(raw).hexdigest()}"
-
-
-def _free(now: dt.datetime) -> sa.ColumnElement[bool]:
-    """Not leased by a live dispatcher."""
-    return sa.or_(D.locked_until.is_(None), D.locked_until < now)
-
-
-_ROW_KEYS = [c.name for c in deliveries.c if c.name != "id"]
-
-
-class _RowInsert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for the dialect, returning the new
-    id, or ``None`` when the duplicate key is stored already."""
-
-    def __init__(self, dialect: sa.Dialect) -> None:
-        statement: sa.ClauseElement
-        if dialect.name == "sqlite":
-            statement = sqlite_insert(deliveries).on_conflict_do_nothing(
-                index_elements=["dedup_key"]
-            )
-        elif dialect.name == "postgresql":
-            statement = (
-                postgresql_insert(deliveries)
-                .on_conflict_do_nothing(index_elements=["dedup_key"])
-                .returning(D.id)
-            )
-        else:
-            raise ConfigurationError(
-                f"The inbox supports SQLite and PostgreSQL, not {dialect.name!r}: "
-                "check POSWEB_DATABASE_URL."
-            )
-        # SQLite's RETURNING needs 3.35; its cursor tells the new rowid anyway.
-        self._returning = dialect.name != "sqlite"
-        self._prepared = Prepared(statement, dialect, _ROW_KEYS)
-
-    def __call__(self, connection: sa.Connection, row: dict[str, t.Any]) -> int | None:
-        cursor = self._prepared.execute(connection, row)
-        if self._returning:
-            found = cursor.fetchone()
-            return None if found is None else int(found[0])
-        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
-
-
-# Statements built once; each execution only binds values (SQLAlchemy caches
-# their compiled form, where building ``.values(...)`` anew would not be).
-_BY_KEY = sa.select(deliveries).where(D.dedup_key == sa.bindparam("key"))
-_REFUSED_AGAIN = (
-    deliveries.update()
-    .where(D.id == sa.bindparam("b_id"))
-    .values(errors=sa.bindparam("b_errors", type_=D.errors.type), updated_at=sa.bindparam("b_now"))
-)
-_FINISH = (
-    deliveries.update()
-    .where(D.id == sa.bindparam("b_id"), D.locked_by == sa.bindparam("b_owner"))
-    .values(
-        status=sa.bindparam("b_status"),
-        next_attempt_at=sa.bindparam("b_next"),
-        errors=sa.bindparam("b_errors", type_=D.errors.type),
-        answer=sa.bindparam("b_answer", type_=D.answer.type),
-        outcomes=sa.bindparam("b_outcomes", type_=D.outcomes.type),
-        locked_by=sa.bindparam("b_unlocked", type_=D.locked_by.type),
-        locked_until=sa.bindparam("b_unlocked_until", type_=D.locked_until.type),
-        updated_at=sa.bindparam("b_now"),
-    )
-)
+__all__ = [
+    "DISPATCHABLE",
+    "STATUSES",
+    "Status",
+    "Admission",
+    "Attempt",
+    "Delivery",
+    "Filter",
+    "Inbox",
+    "dedup_key",
+    "utcnow",
+]
 
 
 class Inbox:
@@ -222,8 +85,8 @@ class Inbox:
         self._tables_ready = False
         self._writer = Writer(engine, timeout)
         self._commits = GroupCommit(self._write)
-        self._insert_row = _RowInsert(engine.dialect)
-        self._finish = Prepared(_FINISH, engine.dialect)
+        self._insert_row = RowInsert(engine.dialect)
+        self._finish = Prepared(FINISH, engine.dialect)
         self.rejected_max_count = rejected_max_count
         self.rejected_max_age = dt.timedelta(seconds=rejected_max_age)
         self.clock = clock
@@ -348,11 +211,11 @@ class Inbox:
             if row["status"] == "rejected":
                 self._bound_rejected(connection)
             return Admission(Delivery(id=new_id, **row), new=True)
-        found = connection.execute(_BY_KEY, {"key": row["dedup_key"]}).one()
+        found = connection.execute(BY_KEY, {"key": row["dedup_key"]}).one()
         existing = Delivery(**found._mapping)
         if row["status"] == "rejected" and existing.status == "rejected":
             params = {"b_id": existing.id, "b_errors": row["errors"], "b_now": row["updated_at"]}
-            connection.execute(_REFUSED_AGAIN, params)
+            connection.execute(REFUSED_AGAIN, params)
             existing = dataclasses.replace(existing, errors=row["errors"])
         return Admission(existing, new=False)
 
@@ -406,7 +269,7 @@ class Inbox:
         ids = (
             connection.execute(
                 sa.select(D.id)
-                .where(*where, _free(now))
+                .where(*where, free(now))
                 .order_by(D.next_attempt_at, D.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -495,9 +358,7 @@ class Inbox:
         with self._write() as connection:
             result = connection.execute(
                 deliveries.update()
-                .where(
-                    D.id == delivery_id, D.status.in_(("failed", "dead", "rejected")), _free(now)
-                )
+                .where(D.id == delivery_id, D.status.in_(("failed", "dead", "rejected")), free(now))
                 .values(
                     status=sa.case((D.status == "rejected", "pending"), else_="failed"),
                     attempts=sa.case((D.status == "failed", D.attempts), else_=0),
@@ -520,7 +381,7 @@ class Inbox:
         with self._write() as connection:
             result = connection.execute(
                 deliveries.update()
-                .where(*which.where(), _free(now))
+                .where(*which.where(), free(now))
                 .values(
                     status=sa.case(
                         (D.status.in_(("processed", "rejected")), "pending"),
@@ -559,9 +420,10 @@ class Inbox:
         return [] if delivery is None else [Attempt.from_stored(o) for o in delivery.outcomes]
 
     def select(
-        self, which: Filter = Filter(), *, limit: int | None = 50, newest_first: bool = True
+        self, which: Filter | None = None, *, limit: int | None = 50, newest_first: bool = True
     ) -> list[Delivery]:
-        """Deliveries matching ``which``."""
+        """Deliveries matching ``which`` (all by default)."""
+        which = which or Filter()
         order = D.id.desc() if newest_first else D.id
         query = sa.select(deliveries).where(*which.where()).order_by(order).limit(limit)
         with self._translated(), self.engine.connect() as connection:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import threading
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -42,6 +43,15 @@ def reset_postgresql(url: str) -> None:
                 connection.execute(sa.text(f"DROP TABLE {deliveries.name}"))
     finally:
         engine.dispose()
+
+
+def run_together(target: Callable[[], None], count: int) -> None:
+    """Run ``target`` in ``count`` threads at once and wait for all of them."""
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 @pytest.fixture(params=DATABASES)

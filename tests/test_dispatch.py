@@ -23,6 +23,7 @@ from flask_posweb.testing import captured_signals
 from flask_posweb.testing import drain
 
 from .conftest import MakeApp
+from .conftest import run_together
 
 
 def stored(app: Flask, delivery_id: int | str) -> Delivery:
@@ -228,11 +229,7 @@ def test_the_same_body_twice_at_once_is_stored_and_handled_once(app: Flask, posw
         barrier.wait()
         statuses.append(client.deliver("invoice_created").status_code)
 
-    threads = [threading.Thread(target=post) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(post, 2)
     assert statuses == [200, 200]
     assert len(calls) == 1
     assert get_state(app).require_inbox().counts()["processed"] == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import threading
 import time
 import typing as t
 from decimal import Decimal
@@ -25,6 +24,7 @@ from flask_posweb.testing import PosWebClient
 from flask_posweb.testing import captured_signals
 
 from .conftest import MakeApp
+from .conftest import run_together
 
 
 def test_member_points(client: PosWebClient, posweb: PosWeb) -> None:
@@ -245,11 +245,7 @@ def test_concurrent_repeats_ask_the_provider_once(app: Flask, posweb: PosWeb) ->
         client: PosWebClient = app.test_client()  # type: ignore[assignment]
         answers.append(client.call_loyalty("order_complete").json)
 
-    threads = [threading.Thread(target=call) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_together(call, 3)
     assert answers == [{"reward": 68}] * 3
     assert provider.calls == 1
 
