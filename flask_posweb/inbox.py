@@ -444,16 +444,28 @@ class Inbox:
 
     # -- housekeeping --------------------------------------------------------------
 
-    def prune(self, older_than: float) -> int:
+    def prune(self, older_than: float, batch: int = 1000) -> int:
         """Delete processed deliveries received more than ``older_than`` seconds ago.
 
-        Rejected ones are trimmed to their bounds at the same time. Returns how
-        many processed deliveries were deleted.
+        Rejected ones are trimmed to their bounds at the same time. Deletes in
+        transactions of ``batch`` rows, so that deliveries arriving meanwhile
+        wait for the write lock a moment, not for the whole clean-up. Returns
+        how many processed deliveries were deleted.
         """
         cutoff = self.clock() - dt.timedelta(seconds=older_than)
+        old = (
+            sa.select(D.id)
+            .where(D.status == "processed", D.received_at < cutoff)
+            .limit(batch)
+            .scalar_subquery()
+        )
+        deleted = 0
+        while True:
+            with self._write() as connection:
+                removed = connection.execute(deliveries.delete().where(D.id.in_(old))).rowcount
+            deleted += removed
+            if removed < batch:
+                break
         with self._write() as connection:
-            result = connection.execute(
-                deliveries.delete().where(D.status == "processed", D.received_at < cutoff)
-            )
             self._bound_rejected(connection)
-        return result.rowcount
+        return deleted

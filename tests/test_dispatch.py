@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
 import typing as t
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from flask_posweb import EVENTS
@@ -24,6 +26,29 @@ from flask_posweb.testing import drain
 
 from .conftest import MakeApp
 from .conftest import run_together
+
+
+@pytest.fixture
+def make_app(make_app: MakeApp, database_url: str) -> MakeApp:
+    """Every app of these tests on the parametrised inbox: SQLite, then PostgreSQL."""
+
+    def make(**config: t.Any) -> Flask:
+        return make_app(**{"POSWEB_DATABASE_URL": database_url, **config})
+
+    return make
+
+
+@contextlib.contextmanager
+def write_lock_held(app: Flask) -> t.Iterator[None]:
+    """Another process holds the inbox's write lock until the block ends."""
+    engine = get_state(app).require_inbox().engine
+    with engine.connect() as holder:
+        if engine.dialect.name == "sqlite":
+            holder.exec_driver_sql("SELECT 1")  # our connections begin IMMEDIATE
+        else:
+            holder.exec_driver_sql("LOCK TABLE posweb_deliveries IN ACCESS EXCLUSIVE MODE")
+        yield
+        holder.rollback()
 
 
 def stored(app: Flask, delivery_id: int | str) -> Delivery:
@@ -77,11 +102,9 @@ def test_a_store_that_cannot_commit_answers_503_and_runs_nothing(
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
     inbox = get_state(app).require_inbox()
     inbox.counts()
-    with inbox.engine.connect() as holder:
-        holder.exec_driver_sql("SELECT 1")  # another process holds the write lock
+    with write_lock_held(app):
         response = client.deliver("payment_created")
         rejected = client.deliver("payment_created", {"ID": "x"})
-        holder.rollback()
     assert response.status_code == 503 and response.headers["Retry-After"] == "12"
     assert response.json == {"status": "error", "message": "The inbox is unavailable; retry later."}
     # A refusal we cannot record would be final for DealPOS: 503 too, not 422.
@@ -91,18 +114,24 @@ def test_a_store_that_cannot_commit_answers_503_and_runs_nothing(
     assert ran == ["ran"]
 
 
-def test_a_read_only_store_answers_503(make_app: MakeApp, tmp_path: t.Any) -> None:
-    path = tmp_path / "ro.sqlite3"
-    make_app(POSWEB_DATABASE_URL=f"sqlite:///{path}").extensions["posweb"].inbox.counts()
-    app = make_app(POSWEB_DATABASE_URL=f"sqlite:///file:{path}?mode=ro&uri=true")
-    assert app.test_client().deliver("payment_created").status_code == 503  # type: ignore[attr-defined]
+def test_a_read_only_store_answers_503(make_app: MakeApp) -> None:
+    app = make_app()
+    engine = get_state(app).require_inbox().engine
+    read_only = (
+        "PRAGMA query_only = ON"
+        if engine.dialect.name == "sqlite"
+        else "SET default_transaction_read_only = on"
+    )
+    sa.event.listen(engine, "connect", lambda dbapi, record: dbapi.execute(read_only))
+    response = app.test_client().deliver("payment_created")  # type: ignore[attr-defined]
+    assert response.status_code == 503 and response.headers["Retry-After"]
 
 
 def test_rejected_deliveries_are_kept_and_replayed_after_a_fix(
     make_app: MakeApp, tmp_path: t.Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = {"POSWEB_DATABASE_URL": f"sqlite:///{tmp_path / 'shared.sqlite3'}"}
-    app = make_app(**database)
+    app = make_app()
+    database = {"POSWEB_DATABASE_URL": app.config["POSWEB_DATABASE_URL"]}
     body = b'{"ID": "p-9", "Amount": 10}'
     response = app.test_client().deliver("payment_created", body)  # type: ignore[attr-defined]
     assert response.status_code == 422

@@ -240,7 +240,7 @@ def test_prune_deletes_old_processed_deliveries_and_their_attempts(
     clock.advance(86400 * 31)
     recent = admit(inbox, b"recent", owner="me", lease=60).delivery
     inbox.finish(recent, "me", [outcome("a", True)], "processed")
-    assert inbox.prune(older_than=86400 * 30) == 1
+    assert inbox.prune(older_than=86400 * 30, batch=1) == 1
     assert inbox.get(old.id) is None and inbox.attempts_of(old.id) == []
     assert inbox.get(failed.id) is not None and inbox.get(recent.id) is not None
 
