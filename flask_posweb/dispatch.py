@@ -32,8 +32,7 @@ from .inbox import Delivery
 from .inbox import Inbox
 from .inbox import Status
 from .inbox import utcnow
-from .payload import load
-from .payload import parse
+from .payload import validated
 
 if t.TYPE_CHECKING:
     from flask import Flask
@@ -180,7 +179,7 @@ class Dispatcher:
             return self._reject(delivery, owner, {"_event": [f"Unknown event {delivery.event!r}."]})
         if data is None:
             try:
-                data = load(event_type, parse(delivery.raw))
+                data = validated(event_type, delivery.raw)
             except WebhookError as exc:
                 return self._reject(delivery, owner, exc.stored_errors())
         event = webhook_event(delivery, data)
@@ -195,15 +194,20 @@ class Dispatcher:
         return self._finish(delivery, owner, event, outcomes)
 
     def _keep_lease(self, delivery: Delivery, owner: str) -> Callable[[], None]:
-        # Renew only once half the lease is gone: a write per receiver would
-        # cost a disk sync each on the hot path.
+        """Before each receiver: renew the lease once less than half of it is left.
+
+        Not on every receiver: that would be a write each. The clock starts at
+        the lease, not at this dispatch: a worker leases a batch at once.
+        """
         lease = self.settings.lease
-        renewed = [time.monotonic()]
+        granted = (delivery.locked_until or utcnow()) - utcnow()
+        expires = [time.monotonic() + granted.total_seconds()]
 
         def renew() -> None:
-            if time.monotonic() - renewed[0] > lease / 2:
-                self.inbox.extend(delivery.id, owner, lease)
-                renewed[0] = time.monotonic()
+            if expires[0] - time.monotonic() < lease / 2:
+                if not self.inbox.extend(delivery.id, owner, lease):
+                    logger.warning("Delivery %s: lease lost before a receiver ran", delivery.id)
+                expires[0] = time.monotonic() + lease
 
         return renew
 

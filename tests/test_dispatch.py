@@ -307,3 +307,22 @@ def test_a_stored_delivery_that_no_longer_validates_is_rejected(make_app: MakeAp
     assert drain(app) == 1
     after = stored(app, delivery.id)
     assert after.status == "rejected" and after.errors is not None and "ID" in after.errors
+
+
+def test_a_long_dispatch_renews_its_lease(make_app: MakeApp, posweb: PosWeb) -> None:
+    app = make_app(POSWEB_LEASE=0.4, POSWEB_DISPATCH="worker")
+    intruder: list[Delivery | None] = []
+
+    @posweb.on("payment_created")
+    def slow(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
+        time.sleep(0.3)
+
+    @posweb.on("payment_created")
+    def then_checks(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
+        time.sleep(0.2)  # past the first lease: it was renewed before this receiver
+        assert event.id is not None
+        intruder.append(get_state(sender).require_inbox().claim(event.id, "intruder", 1))
+
+    app.test_client().deliver("payment_created")  # type: ignore[attr-defined]
+    assert drain(app) == 1
+    assert intruder == [None]
