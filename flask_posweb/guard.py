@@ -16,11 +16,17 @@ from .exceptions import PayloadTooLargeError
 from .state import PosWebState
 from .state import get_state
 
-__all__ = ["ROUTED_METHODS", "read_body", "require_post"]
+__all__ = ["ROUTED_METHODS", "post_only", "read_body", "require_post"]
 
 #: Every method is routed to our views so that the 405 is ours, in JSON, with
 #: ``Allow``; Flask's own 405 would be an HTML page from the app.
 ROUTED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def post_only() -> None:
+    """:raises MethodNotAllowedError: the request is not a ``POST``."""
+    if request.method != "POST":
+        raise MethodNotAllowedError()
 
 
 def require_post() -> PosWebState:
@@ -29,8 +35,7 @@ def require_post() -> PosWebState:
     :raises MethodNotAllowedError: another method.
     :raises AuthenticationError: missing or wrong credentials.
     """
-    if request.method != "POST":
-        raise MethodNotAllowedError()
+    post_only()
     state = get_state()
     if state.settings.authenticator is not None:
         state.settings.authenticator.authenticate(request.headers)

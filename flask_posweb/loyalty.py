@@ -59,9 +59,7 @@ from .guard import require_post
 from .headers import redact
 from .inbox import Delivery
 from .inbox import Inbox
-from .payload import check_json
-from .payload import load
-from .payload import parse
+from .payload import validated
 from .runner import new_owner
 from .schemas import loyalty as schemas
 from .schemas.compiled import CompiledSchema
@@ -314,8 +312,7 @@ def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], R
     def view() -> Response:
         state = require_post()
         raw = read_body(state.settings.max_content_length)
-        check_json(request.mimetype)
-        data = load(call_type, parse(raw))
+        data = validated(call_type, raw, request.mimetype)
         provider = loyalty.providers.get(call_type.name)
         if provider is None:
             raise NoProviderError(call_type.title, call_type.decorator)
@@ -334,22 +331,36 @@ def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], R
             )
             notify(signals.loyalty_failed, state.app, call=call, error=exc)
             raise
-        notify(signals.loyalty_answered, state.app, call=call, status=status, answer=body,
-               replayed=replayed)  # fmt: skip
+        notify(
+            signals.loyalty_answered,
+            state.app,
+            call=call,
+            status=status,
+            answer=body,
+            replayed=replayed,
+        )
         return Response(json.dumps(body), status=status, mimetype="application/json")
 
     view.__name__ = view.__qualname__ = call_type.endpoint
     return view
 
 
+def _run(
+    state: PosWebState,
+    call: LoyaltyCall,
+    provider: Provider,
+    on_late: Callable[[t.Any, BaseException | None], None] | None = None,
+) -> t.Any:
+    settings = state.settings
+    return run_within(
+        state.app, provider, call, settings.loyalty_time_budget, settings.retry_after, on_late
+    )
+
+
 def _answer(
     state: PosWebState, call_type: LoyaltyCallType, call: LoyaltyCall, provider: Provider
 ) -> tuple[int, dict[str, t.Any]]:
-    settings = state.settings
-    result = run_within(
-        state.app, provider, call, settings.loyalty_time_budget, settings.retry_after
-    )
-    return call_type.shape(result)
+    return call_type.shape(_run(state, call, provider))
 
 
 def _remembered(
@@ -410,14 +421,7 @@ def _remembered(
             logger.exception("Loyalty %s: late provider failure (id=%s)", call.name, delivery.id)
 
     try:
-        result = run_within(
-            state.app,
-            provider,
-            call,
-            settings.loyalty_time_budget,
-            settings.retry_after,
-            on_late=settle_late,
-        )
+        result = _run(state, call, provider, on_late=settle_late)
     except ProviderError as exc:
         settle(None, exc)  # remembers the failure and raises it
         raise

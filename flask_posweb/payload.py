@@ -15,7 +15,7 @@ from .exceptions import PayloadError
 from .exceptions import UnsupportedMediaTypeError
 from .exceptions import ValidationFailedError
 
-__all__ = ["check_json", "flatten_errors", "load", "parse"]
+__all__ = ["check_json", "flatten_errors", "load", "parse", "validated"]
 
 
 def check_json(mimetype: str | None) -> None:
@@ -78,6 +78,18 @@ def load(loader: Loader, body: dict[str, t.Any]) -> dict[str, t.Any]:
         return t.cast(dict[str, t.Any], loader.load(body))
     except ma.ValidationError as exc:
         raise ValidationFailedError(flatten_errors(exc.normalized_messages())) from exc  # type: ignore[no-untyped-call]
+
+
+def validated(
+    loader: Loader, raw: bytes, mimetype: str | None = "application/json"
+) -> dict[str, t.Any]:
+    """The whole way from a request body to validated data: declared JSON, one
+    object, valid for ``loader``.
+
+    :raises WebhookError: 415, 400 or 422 (see :func:`check_json`, :func:`parse`, :func:`load`).
+    """
+    check_json(mimetype)
+    return load(loader, parse(raw))
 
 
 def flatten_errors(messages: t.Any, prefix: str = "") -> dict[str, list[str]]:

@@ -39,8 +39,10 @@ class Prepared:
         self.sql = compiled.string
         # Every value is a named parameter the caller supplies (no literals), so
         # no per-call construct_params: just convert, in the driver's order.
-        processors = {bind.key: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                      for bind in compiled.bind_names}  # fmt: skip
+        processors = {
+            bind.key: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for bind in compiled.bind_names
+        }
         names = compiled.positiontup if dialect.positional else list(processors)
         assert names is not None and set(names) == set(processors), "unnamed parameters"
         self._steps = [(name, processors[name]) for name in names]

@@ -24,9 +24,7 @@ from .exceptions import WebhookError
 from .headers import RedactedHeaders
 from .headers import redact
 from .inbox import Delivery
-from .payload import check_json
-from .payload import load
-from .payload import parse
+from .payload import validated
 from .runner import new_owner
 
 if t.TYPE_CHECKING:
@@ -51,8 +49,7 @@ def receive(
     """
     kept = redact(headers, state.settings.api_key_header)
     try:
-        check_json(mimetype)
-        data = load(event_type, parse(raw))
+        data = validated(event_type, raw, mimetype)
     except WebhookError as exc:
         _keep_rejected(state, event_type, raw, kept, exc)
         raise

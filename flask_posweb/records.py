@@ -10,8 +10,16 @@ import datetime as dt
 import hashlib
 import typing as t
 
-__all__ = ["DISPATCHABLE", "STATUSES", "Admission", "Attempt", "Delivery", "Status", "dedup_key",
-           "utcnow"]  # fmt: skip
+__all__ = [
+    "DISPATCHABLE",
+    "STATUSES",
+    "Admission",
+    "Attempt",
+    "Delivery",
+    "Status",
+    "dedup_key",
+    "utcnow",
+]
 
 Status = t.Literal["pending", "failed", "processed", "dead", "rejected"]
 STATUSES: tuple[Status, ...] = t.get_args(Status)

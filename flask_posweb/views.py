@@ -25,12 +25,12 @@ from .cli import register_commands
 from .dispatch import notify
 from .events import EVENTS
 from .events import EventType
-from .exceptions import MethodNotAllowedError
 from .exceptions import OAuthError
 from .exceptions import StoreError
 from .exceptions import UnavailableError
 from .exceptions import WebhookError
 from .guard import ROUTED_METHODS
+from .guard import post_only
 from .guard import read_body
 from .guard import require_post
 from .loyalty import register_loyalty_views
@@ -83,8 +83,7 @@ def token() -> Response:
     form-encoded (JSON is accepted too), client id and secret in HTTP Basic or
     in the body.
     """
-    if request.method != "POST":
-        raise MethodNotAllowedError()
+    post_only()
     tokens = get_state().settings.tokens
     if tokens is None:
         raise OAuthError("invalid_request", "OAuth is not enabled on this server.", 404)
