@@ -3,6 +3,7 @@
     python -m benchmarks            # everything: about 5 minutes on 2 cores
     python -m benchmarks --quick    # small sizes, short runs: a smoke test
     python -m benchmarks --write    # also write benchmarks/RESULTS.md
+    python -m benchmarks --profile  # pyinstrument profiles of the PosWeb variants
 
 Every figure is measured in the same run as its baseline and reported as a
 ratio too. The server part needs ``wrk`` (Debian package) and gunicorn.
@@ -25,6 +26,7 @@ from . import measure
 
 RESULTS = pathlib.Path(__file__).parent / "RESULTS.md"
 PROFILE = pathlib.Path(__file__).parent / "PROFILE.md"
+PROFILES = pathlib.Path(__file__).parent / "profiles"
 VARIANTS = ["bare", "handwritten", "posweb", "posweb_sqlite"]
 SERVERS = {
     "sync workers (`gunicorn -w 2`)": ["-w", "2"],
@@ -226,7 +228,18 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
     parser.add_argument("--no-server", action="store_true", help="skip gunicorn + wrk and memory")
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.name}")
+    parser.add_argument(
+        "--profile", action="store_true", help=f"profile the PosWeb variants into {PROFILES.name}/"
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        PROFILES.mkdir(exist_ok=True)
+        with measure.scratch() as scratch:
+            for variant in ("posweb", "posweb_sqlite"):
+                report = measure.profile(variant, 300 if args.quick else 3000, scratch)
+                (PROFILES / f"{variant}.txt").write_text(report)
+                print(report)
+        return 0
     server = not args.no_server and shutil.which("wrk") is not None
     lines, found = run(args.quick, server)
     first_section = next(i for i, line in enumerate(lines) if line.startswith("## "))

@@ -75,6 +75,22 @@ def _close(app: Flask) -> None:
         state.close()
 
 
+def profile(variant: str, requests: int, directory: str) -> str:
+    """Where the time of ``requests`` requests goes, as pyinstrument's text report."""
+    from pyinstrument import Profiler
+
+    app = apps.create_app(variant, directory)
+    client = app.test_client()
+    bodies = [payment(n, "prof") for n in range(requests)]
+    client.post("/dealpos/payment-created", data=payment(0, "warm"), headers=HEADERS)
+    profiler = Profiler(interval=0.0001)
+    with profiler:
+        for body in bodies:
+            client.post("/dealpos/payment-created", data=body, headers=HEADERS)
+    _close(app)
+    return str(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
 # -- 2. under a real server ------------------------------------------------------------
 
 
