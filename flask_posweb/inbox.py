@@ -405,10 +405,6 @@ class Inbox:
         """One delivery by id."""
         return self._one(D.id == delivery_id)
 
-    def find(self, key: str) -> Delivery | None:
-        """One delivery by duplicate key (see :func:`dedup_key`)."""
-        return self._one(D.dedup_key == key)
-
     def _one(self, clause: sa.ColumnElement[bool]) -> Delivery | None:
         with self._translated(), self.engine.connect() as connection:
             row = connection.execute(sa.select(deliveries).where(clause)).one_or_none()
