@@ -17,6 +17,7 @@ from datetime import timedelta
 
 from .exceptions import ConfigurationError
 from .exceptions import InsecureWebhookWarning
+from .headers import SECRET_HEADERS
 from .tokens import TokenAuthority
 from .verification import ApiKeyVerifier
 from .verification import Authenticator
@@ -104,6 +105,8 @@ class Settings:
     authenticator: Authenticator | None
     tokens: TokenAuthority | None
     api_key_header: str
+    #: Headers never kept with a delivery: the usual credentials and the API key's.
+    hidden_headers: frozenset[str]
     max_content_length: int
     inbox: bool
     database_url: str
@@ -139,6 +142,7 @@ def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings
         authenticator=_authenticator(config, tokens),
         tokens=tokens,
         api_key_header=config["POSWEB_API_KEY_HEADER"],
+        hidden_headers=SECRET_HEADERS | {config["POSWEB_API_KEY_HEADER"].lower()},
         max_content_length=_positive(config, "POSWEB_MAX_CONTENT_LENGTH", int),
         inbox=bool(config["POSWEB_INBOX"]),
         database_url=url,

@@ -50,6 +50,7 @@ class RedactedHeaders(Mapping[str, str]):
         return f"RedactedHeaders({dict(self)!r})"
 
 
-def redact(headers: Headers, secret_header: str) -> RedactedHeaders:
-    """The headers worth keeping with a delivery, without credentials."""
-    return RedactedHeaders(headers, SECRET_HEADERS | {secret_header.lower()})
+def redact(headers: Headers, hidden: frozenset[str]) -> RedactedHeaders:
+    """The headers worth keeping with a delivery, without ``hidden`` ones
+    (lower case: ``Settings.hidden_headers``)."""
+    return RedactedHeaders(headers, hidden)

@@ -316,7 +316,7 @@ def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], R
         provider = loyalty.providers.get(call_type.name)
         if provider is None:
             raise NoProviderError(call_type.title, call_type.decorator)
-        headers = redact(request.headers, state.settings.api_key_header)
+        headers = redact(request.headers, state.settings.hidden_headers)
         call = LoyaltyCall(call_type.name, data, raw, headers)
         notify(signals.loyalty_requested, state.app, call=call)
         try:

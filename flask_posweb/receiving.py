@@ -47,7 +47,7 @@ def receive(
 
     :raises WebhookError: the answer to send instead of 200.
     """
-    kept = redact(headers, state.settings.api_key_header)
+    kept = redact(headers, state.settings.hidden_headers)
     try:
         data = validated(event_type, raw, mimetype)
     except WebhookError as exc:

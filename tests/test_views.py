@@ -226,3 +226,18 @@ def test_init_app_uses_the_configured_prefix(tmp_path: t.Any) -> None:
     assert response.status_code == 200
     assert response.request.path == "/hooks/pos/invoice-created"
     assert seen[0].data["Number"] == "KMG-INV-2026-00412"
+
+
+def test_a_custom_key_header_is_never_kept(make_app: MakeApp) -> None:
+    app = make_app(POSWEB_API_KEY_HEADER="X-DealPOS-Key")
+    with captured_events(app) as events:
+        response = app.test_client().deliver(  # type: ignore[attr-defined]
+            "payment_created", headers={"X-Trace": "t-1", "Cookie": "session=s"}
+        )
+    assert response.status_code == 200
+    assert events[0].headers["X-Trace"] == "t-1"
+    assert not {"x-dealpos-key", "cookie"} & {name.lower() for name in events[0].headers}
+    from flask_posweb.state import get_state
+
+    (stored,) = get_state(app).require_inbox().select()
+    assert "X-Dealpos-Key" not in stored.headers and "X-Trace" in stored.headers
