@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .dispatch import dispatch_delivery
 from .events import EVENTS
 from .events import EventType
 from .events import WebhookEvent
@@ -14,11 +15,17 @@ from .exceptions import StoreError
 from .exceptions import UnknownEventError
 from .exceptions import WebhookError
 from .extension import PosWeb
+from .inbox import Delivery
+from .inbox import Filter
+from .inbox import Inbox
 
 __all__ = [
     "EVENTS",
     "ConfigurationError",
+    "Delivery",
     "EventType",
+    "Filter",
+    "Inbox",
     "InsecureWebhookWarning",
     "PosWeb",
     "PosWebError",
@@ -27,5 +34,6 @@ __all__ = [
     "UnknownEventError",
     "WebhookError",
     "WebhookEvent",
+    "dispatch_delivery",
     "get_event_type",
 ]

@@ -1,6 +1,8 @@
 """``flask posweb ...``: the commands of the blueprint's CLI group.
 
-They exist on every app that registered the blueprint, and only there.
+They exist on every app that registered the blueprint, and only there. Every
+error is one line through click: exit code 2 for a usage mistake, 1 for a
+failure. Times are shown in UTC, and say so.
 
 .. versionadded:: 0.1
 """
@@ -9,8 +11,8 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import difflib
 import json
-import re
 import signal as os_signal
 import threading
 import typing as t
@@ -19,31 +21,45 @@ import click
 from flask import Blueprint
 from flask import current_app
 from flask import url_for
+from flask.cli import AppGroup
 
 from . import sending
-from .config import seconds
+from .durations import parse_duration
 from .events import EVENTS
-from .inbox import DISPATCHABLE
+from .exceptions import PosWebError
 from .inbox import STATUSES
 from .inbox import Delivery
 from .inbox import Filter
 from .inbox import utcnow
-from .runner import Runner
-from .runner import new_owner
+from .loyalty import CALLS
+from .state import PosWebState
 from .state import get_state
 
-__all__ = ["register_commands"]
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+__all__ = ["parse_moment", "register_commands"]
 
 
-def parse_duration(text: str) -> float:
-    """``90s``, ``15m``, ``12h``, ``30d``, ``2w`` (or combined: ``1d12h``) in seconds."""
-    parts = _DURATION.findall(text)
-    if not parts or _DURATION.sub("", text).strip():
-        raise click.BadParameter(f"{text!r} is not a duration like 30m, 12h or 7d.")
-    return sum(float(number) * _UNITS[unit.lower()] for number, unit in parts)
+def plural(count: int, noun: str) -> str:
+    """``1 delivery``, ``2 deliveries``."""
+    if count == 1:
+        return f"1 {noun}"
+    consonant_y = noun.endswith("y") and noun[-2:-1] not in tuple("aeiou")
+    return f"{count} {noun[:-1] + 'ies' if consonant_y else noun + 's'}"
+
+
+def human(seconds: float) -> str:
+    """A duration as people say it: ``30 days``, ``12 hours``, ``90 seconds``."""
+    for unit, size in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            return plural(int(seconds // size), unit)
+    return plural(int(seconds), "second")
+
+
+def when(moment: dt.datetime | None) -> str:
+    """A stored (naive UTC) time, with its zone."""
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+MOMENT_FORMS = "an ISO date or date-time (UTC unless it has a zone, e.g. 2026-11-29T08:00+07:00) or a duration ago (90s, 10m, 2h, 7d)"
 
 
 def parse_moment(text: str) -> dt.datetime:
@@ -51,10 +67,31 @@ def parse_moment(text: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
-        return utcnow() - dt.timedelta(seconds=parse_duration(text))
+        try:
+            return utcnow() - dt.timedelta(seconds=parse_duration(text))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not {MOMENT_FORMS}.") from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return moment
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+class Choice(click.Choice[str]):
+    """A choice whose error names the closest value."""
+
+    def convert(self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None) -> t.Any:
+        if value in self.choices:
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        self.fail(f"{value!r} is not one of them.{hint}", param, ctx)
 
 
 def _filter_options(command: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
@@ -64,14 +101,14 @@ def _filter_options(command: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
             "--status",
             "statuses",
             multiple=True,
-            type=click.Choice(STATUSES),
+            type=Choice(STATUSES),
             help="Only this status (repeatable).",
         ),
         click.option(
             "--event",
             "events",
             multiple=True,
-            type=click.Choice(list(EVENTS)),
+            type=Choice(list(EVENTS)),
             metavar="EVENT",
             help="Only this event (repeatable).",
         ),
@@ -79,9 +116,9 @@ def _filter_options(command: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
             "--since",
             type=parse_moment,
             metavar="WHEN",
-            help="Received at or after: ISO date-time (UTC) or a duration ago (2h).",
+            help="Received at or after WHEN: an ISO date or date-time (UTC unless zoned), or a duration ago (2h, 7d).",
         ),
-        click.option("--until", type=parse_moment, metavar="WHEN", help="Received before."),
+        click.option("--until", type=parse_moment, metavar="WHEN", help="Received before WHEN (same forms)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -89,79 +126,97 @@ def _filter_options(command: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
 
 
 def _summary(delivery: Delivery) -> dict[str, t.Any]:
+    def iso(moment: dt.datetime | None) -> str | None:
+        return None if moment is None else moment.replace(tzinfo=dt.timezone.utc).isoformat()
+
     return {
         "id": delivery.id,
         "event": delivery.event,
         "status": delivery.status,
         "attempts": delivery.attempts,
-        "received_at": delivery.received_at.isoformat(),
-        "next_attempt_at": delivery.next_attempt_at and delivery.next_attempt_at.isoformat(),
+        "received_at": iso(delivery.received_at),
+        "next_attempt_at": iso(delivery.next_attempt_at),
         "replay": delivery.replay,
         "leased_by": delivery.locked_by,
+        "missing": delivery.missing or [],
+        "failed_receivers": delivery.failed_receivers,
     }
+
+
+def _state() -> PosWebState:
+    """The app's state and inbox, or a one-line error."""
+    state = get_state()
+    if state.inbox is None:
+        raise click.ClickException("This command needs the inbox: POSWEB_INBOX is off.")
+    return state
+
+
+class Group(AppGroup):
+    """Turns the library's own errors into one line (exit code 1)."""
+
+    def invoke(self, ctx: click.Context) -> t.Any:
+        try:
+            return super().invoke(ctx)
+        except PosWebError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def register_commands(bp: Blueprint) -> None:
     """Attach every command to ``bp.cli`` (``flask posweb ...``)."""
     cli = bp.cli
-    cli.help = "DealPOS webhooks: events, test deliveries, the inbox and its worker."
+    cli.__class__ = Group  # AppGroup's behaviour, our error handling
+    cli.help = "DealPOS webhooks: URLs to paste, test deliveries, the inbox and its worker."
 
     @cli.command("events")
     @click.option("--json", "as_json", is_flag=True, help="A JSON list instead of a table.")
     @click.option(
         "--base-url",
-        default="http://localhost:5000",
-        show_default=True,
         envvar="POSWEB_BASE_URL",
-        help="Public URL of this app, for the full URLs.",
+        help="Public URL of this app (default: SERVER_NAME, else http://localhost:5000, a guess).",
     )
-    def events_command(as_json: bool, base_url: str) -> None:
-        """List every event with the URL to paste into DealPOS and its signal."""
-        rows: list[dict[str, t.Any]] = []
-        with current_app.test_request_context(base_url=base_url):
-            for event in EVENTS.values():
-                rows.append(
-                    {
-                        "name": event.name,
-                        "wire_name": event.wire_name,
-                        "wire_name_certainty": event.wire_name_certainty,
-                        "group": event.group,
-                        "title": event.title,
-                        "path": url_for(f"posweb.{event.name}"),
-                        "url": url_for(f"posweb.{event.name}", _external=True),
-                        "signal": f"flask_posweb.signals.{event.name}",
-                        "schema": f"{event.schema.__module__}.{event.schema.__qualname__}",
-                        "provisional": event.provisional,
-                    }
-                )
+    def events_command(as_json: bool, base_url: str | None) -> None:
+        """List every URL to paste into DealPOS: the events, the loyalty calls and the
+        OAuth token URL, with each event's signal."""
+        guessed = base_url is None and not current_app.config.get("SERVER_NAME")
+        if guessed:
+            click.echo(
+                "Warning: no --base-url (or POSWEB_BASE_URL, SERVER_NAME): the URLs below "
+                "assume http://localhost:5000.",
+                err=True,
+            )
+        rows = _url_rows(base_url or ("http://localhost:5000" if guessed else None))
         if as_json:
             click.echo(json.dumps(rows, indent=2))
             return
         width = max(len(row["name"]) for row in rows)
         for row in rows:
-            mark = "  (provisional)" if row["provisional"] else ""
-            click.echo(f"{row['name']:<{width}}  {row['url']}  {row['signal']}{mark}")
+            mark = "  (provisional)" if row.get("provisional") else ""
+            extra = f"  {row['signal']}" if row.get("signal") else ""
+            click.echo(f"{row['name']:<{width}}  {row['url']}{extra}{mark}")
 
     @cli.command("send")
     @click.argument("event")
-    @click.argument("payload", type=click.File("rb"), required=False)
+    @click.argument("file", type=click.File("rb"), required=False)
     @click.option(
         "--url",
         default="http://127.0.0.1:5000",
         show_default=True,
         help="The running app's base URL, or the endpoint's full URL.",
     )
-    @click.option("--key", help="API key (default: the first of POSWEB_API_KEYS).")
+    @click.option("--key", help="API key to send (default: the first of POSWEB_API_KEYS).")
     @click.option("--timeout", default=30.0, show_default=True, help="Seconds, as DealPOS.")
     def send_command(
-        event: str, payload: t.BinaryIO | None, url: str, key: str | None, timeout: float
+        event: str, file: t.BinaryIO | None, url: str, key: str | None, timeout: float
     ) -> None:
-        """POST EVENT's PAYLOAD file (default: a built-in sample) as DealPOS would.
+        """POST the JSON in FILE (default: the event's built-in sample) to EVENT's URL,
+        as DealPOS would.
 
-        Credentials come from this app's configuration: the API key, HTTP Basic
-        or an OAuth token fetched from the token URL first, like DealPOS does.
+        EVENT is an event name (flask posweb events) or a loyalty call
+        (loyalty_member_points, loyalty_order_complete, loyalty_validate_coupon).
+        Credentials come from this app's configuration: the API key, HTTP Basic,
+        or an OAuth token fetched from the token URL first.
         """
-        body = payload.read() if payload is not None else sending.sample(event)
+        body = file.read() if file is not None else sending.sample(event)
         result = sending.send(event, body, url, key=key, timeout=timeout)
         click.echo(f"{result.status} {result.reason}")
         click.echo(result.body.decode("utf-8", "replace"))
@@ -169,27 +224,37 @@ def register_commands(bp: Blueprint) -> None:
             raise SystemExit(1)
 
     @cli.command("worker")
-    @click.option("--once", is_flag=True, help="Drain what is due now, then exit.")
-    @click.option("--batch", default=10, show_default=True, help="Deliveries leased at once.")
-    def worker_command(once: bool, batch: int) -> None:
-        """Dispatch due deliveries until stopped (SIGTERM/SIGINT finish the one in hand).
+    @click.option("--once", is_flag=True, help="Dispatch what is due now, then exit.")
+    def worker_command(once: bool) -> None:
+        """Dispatch due deliveries until stopped; SIGTERM or SIGINT finish the one in hand.
 
-        Safe to run as several processes: each delivery is leased to one worker.
+        Safe to run as several processes, on several machines: each delivery is
+        leased to one dispatcher at a time. Retention runs here as well.
         """
-        runner = Runner(get_state(), new_owner("worker"), batch=batch)
+        from .dispatch.runner import Runner
+        from .dispatch.runner import new_owner
+        from .dispatch.runner import report_lacking
+
+        state = _state()
+        runner = Runner(state, new_owner("worker"))
+        for line in report_lacking(state):
+            click.echo(f"Warning: {line}", err=True)
         if once:
-            click.echo(f"{runner.drain()} deliveries dispatched.")
+            count = state.mode.background_pass(runner)
+            runner.housekeep(force=True)
+            click.echo(f"{plural(count, 'delivery')} dispatched.")
             return
         stop = threading.Event()
         for signum in (os_signal.SIGTERM, os_signal.SIGINT):
             os_signal.signal(signum, lambda *_: stop.set())
         click.echo(f"Worker {runner.owner} started.")
-        runner.run_forever(stop, on_batch=lambda n: click.echo(f"{n} deliveries dispatched."))
+        runner.run_forever(stop, on_batch=lambda n: click.echo(f"{plural(n, 'delivery')} dispatched."))
         click.echo("Worker stopped.")
 
     @cli.command("list")
     @_filter_options
     @click.option("--limit", default=50, show_default=True, help="Newest first, at most this many.")
+    @click.option("--before", type=int, metavar="ID", help="Only ids below ID (the next page).")
     @click.option("--json", "as_json", is_flag=True, help="A JSON list instead of a table.")
     def list_command(
         statuses: tuple[str, ...],
@@ -197,73 +262,77 @@ def register_commands(bp: Blueprint) -> None:
         since: dt.datetime | None,
         until: dt.datetime | None,
         limit: int,
+        before: int | None,
         as_json: bool,
     ) -> None:
-        """List stored deliveries, newest first."""
-        inbox = get_state().require_inbox()
-        found = inbox.select(Filter(statuses, events, since, until), limit=limit)
+        """List stored deliveries, newest first, with the inbox's totals."""
+        inbox = _state().require_inbox()
+        found = inbox.list(Filter(statuses, events, since, until), limit=limit, before=before)
         if as_json:
             click.echo(json.dumps([_summary(d) for d in found], indent=2))
             return
         for d in found:
-            when = f"  next {d.next_attempt_at:%Y-%m-%d %H:%M:%S}" if d.status == "failed" else ""
+            later = f"  next {when(d.next_attempt_at)}" if d.status == "failed" else ""
             click.echo(
-                f"{d.id:>8}  {d.received_at:%Y-%m-%d %H:%M:%S}  {d.status:<9}  "
-                f"{d.event:<30}  attempts {d.attempts}{when}"
+                f"{d.id:>8}  {when(d.received_at)}  {d.status:<9}  {d.event:<30}  "
+                f"{plural(d.attempts, 'attempt')}{later}"
             )
         totals = ", ".join(f"{n} {status}" for status, n in inbox.counts().items() if n)
         click.echo(f"-- inbox: {totals or 'empty'}")
 
     @cli.command("show")
-    @click.argument("delivery_id", type=int)
+    @click.argument("delivery_id", type=int, metavar="ID")
     @click.option("--json", "as_json", is_flag=True, help="JSON instead of text.")
     def show_command(delivery_id: int, as_json: bool) -> None:
-        """Show one delivery: headers (no credentials), body, errors, receiver attempts."""
-        inbox = get_state().require_inbox()
+        """Show one delivery: headers (no credentials), body, errors, every receiver attempt."""
+        inbox = _state().require_inbox()
         delivery = inbox.get(delivery_id)
         if delivery is None:
-            raise click.ClickException(f"No delivery {delivery_id}.")
-        details = {
-            **_summary(delivery),
-            "headers": delivery.headers,
-            "body": delivery.raw.decode("utf-8", "replace"),
-            "errors": delivery.errors,
-            "receivers": [
-                {**a._asdict(), "started_at": a.started_at.isoformat()}
-                for a in inbox.attempts_of(delivery_id)
-            ],
-        }
+            raise click.ClickException(f"No delivery {delivery_id} in this inbox.")
+        attempts = inbox.attempts(delivery_id)
         if as_json:
+            details = {
+                **_summary(delivery),
+                "headers": delivery.headers,
+                "body": delivery.raw.decode("utf-8", "replace"),
+                "errors": delivery.errors,
+                "receivers": [
+                    {**a._asdict(), "started_at": a.started_at.replace(tzinfo=dt.timezone.utc).isoformat()}
+                    for a in attempts
+                ],
+            }
             click.echo(json.dumps(details, indent=2))
             return
-        for field in (
-            "id",
-            "event",
-            "status",
-            "attempts",
-            "received_at",
-            "next_attempt_at",
-            "replay",
-            "leased_by",
-        ):
-            click.echo(f"{field + ':':<16} {details[field]}")
+        click.echo(f"{'id:':<16} {delivery.id}")
+        click.echo(f"{'event:':<16} {delivery.event}")
+        click.echo(f"{'status:':<16} {delivery.status}")
+        click.echo(f"{'attempts:':<16} {delivery.attempts}")
+        click.echo(f"{'received:':<16} {when(delivery.received_at)}")
+        if delivery.status == "failed":
+            click.echo(f"{'next attempt:':<16} {when(delivery.next_attempt_at)}")
+        if delivery.replay:
+            click.echo(f"{'replay:':<16} yes")
+        if delivery.locked_by:
+            click.echo(f"{'leased by:':<16} {delivery.locked_by} until {when(delivery.locked_until)}")
+        if delivery.missing:
+            click.echo(f"{'missing:':<16} {', '.join(delivery.missing)}")
         click.echo("headers:")
         for name, value in delivery.headers.items():
             click.echo(f"  {name}: {value}")
-        click.echo(f"body:\n  {details['body']}")
+        click.echo("body:\n  " + delivery.raw.decode("utf-8", "replace"))
         if delivery.errors:
-            click.echo(f"errors:\n  {json.dumps(delivery.errors, indent=2)}")
-        for a in details["receivers"]:
-            outcome = "ok" if a["ok"] else "FAILED"
+            click.echo("errors:\n  " + json.dumps(delivery.errors, indent=2).replace("\n", "\n  "))
+        for a in attempts:
+            outcome = "ok" if a.ok else "FAILED"
             click.echo(
-                f"attempt {a['attempt']} (gen {a['generation']}) {a['receiver']}: "
-                f"{outcome} in {a['duration_ms']:.1f} ms at {a['started_at']}"
+                f"attempt {a.attempt} (generation {a.generation}) {a.receiver}: "
+                f"{outcome} in {a.duration_ms:.1f} ms at {when(a.started_at)}"
             )
-            if a["error"]:
-                click.echo("  " + a["error"].rstrip().replace("\n", "\n  "))
+            if a.error:
+                click.echo("  " + a.error.rstrip().replace("\n", "\n  "))
 
     @cli.command("replay")
-    @click.argument("ids", nargs=-1, type=int)
+    @click.argument("ids", nargs=-1, type=int, metavar="[ID]...")
     @click.option("--failed", is_flag=True, help="Every failed and dead delivery.")
     @click.option("--rejected", is_flag=True, help="Every rejected delivery (validated again).")
     @_filter_options
@@ -276,53 +345,149 @@ def register_commands(bp: Blueprint) -> None:
         since: dt.datetime | None,
         until: dt.datetime | None,
     ) -> None:
-        """Dispatch deliveries again, here and now: IDS, or those the options choose.
+        """Dispatch deliveries again, here and now: the IDs given, or those the options choose.
 
-        Processed deliveries run every receiver again; failed and dead ones the
-        receivers that have not succeeded; rejected ones are validated again.
-        Receivers see ``event.is_replay``.
+        Processed and unhandled deliveries run every receiver again; failed and
+        dead ones the receivers that have not succeeded; rejected ones are
+        validated again first. Receivers see event.is_replay.
         """
         chosen = set(statuses) | ({"failed", "dead"} if failed else set())
         chosen |= {"rejected"} if rejected else set()
         which = Filter(tuple(chosen), events, since, until, ids)
         if not which.where():
-            raise click.UsageError("Say what to replay: IDS, --failed, --rejected or a filter.")
-        state = get_state()
-        inbox, dispatcher = state.require_inbox(), state.require_dispatcher()
-        selected = inbox.ids(which)
-        owner, tally = new_owner("replay"), collections.Counter[str]()
-        with click.progressbar(
-            length=len(selected), label="Replaying", show_pos=True, hidden=len(selected) < 20
-        ) as bar:
-            for chunk in _chunks(selected, 500):
-                inbox.mark_replay(Filter(ids=chunk))
-                for delivery_id in chunk:
-                    delivery = inbox.claim(delivery_id, owner, state.settings.lease, DISPATCHABLE)
-                    with current_app.app_context():
-                        tally[dispatcher.run(delivery, owner) if delivery else "busy"] += 1
-                    bar.update(1)
-        click.echo(
-            f"{len(selected)} replayed: "
-            + (", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "none")
-        )
+            raise click.UsageError("Say what to replay: IDs, --failed, --rejected or a filter.")
+        tally = replay(_state(), which, progress=True)
+        total = sum(tally.values())
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing to do"
+        click.echo(f"{plural(total, 'delivery')} replayed: {summary}.")
 
     @cli.command("prune")
     @click.option(
         "--older-than",
-        type=parse_duration,
+        type=_duration,
         metavar="DURATION",
-        help="Default: POSWEB_RETENTION (e.g. 30d).",
+        help="Processed and unhandled deliveries older than this (default: POSWEB_RETENTION, e.g. 30d).",
     )
     def prune_command(older_than: float | None) -> None:
-        """Delete processed deliveries older than the retention; trim rejected ones."""
-        state = get_state()
-        age = older_than if older_than is not None else seconds(state.settings.retention)
-        removed = state.require_inbox().prune(age)
+        """Apply the retention rules now: finished deliveries past their retention, rejected
+        ones past their bounds, remembered loyalty answers past theirs.
+
+        The background dispatcher and workers do this by themselves as they go;
+        this is for a one-off clean-up.
+        """
+        state = _state()
+        retention = state.settings.retention
+        if older_than is not None:
+            retention = retention._replace(processed=older_than)
+        deleted = state.require_inbox().housekeep(retention, batches=1_000_000)
+        assert state.loyalty is not None
+        deleted["loyalty answers"] = state.loyalty.housekeep(state.settings.loyalty_retention)
         click.echo(
-            f"{removed} processed deliveries older than {dt.timedelta(seconds=age)} deleted."
+            f"Deleted {plural(deleted['processed'], 'processed delivery')} and "
+            f"{deleted['unhandled']} unhandled older than {human(retention.processed)}, "
+            f"{deleted['dead']} dead, {deleted['rejected']} rejected, "
+            f"{plural(deleted['loyalty answers'], 'remembered loyalty answer')}."
         )
 
+    db = AppGroup("db", help="The inbox's tables: versioned with Alembic (posweb_alembic_version).")
+    cli.add_command(db)
 
-def _chunks(items: list[int], size: int) -> t.Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    @db.command("upgrade")
+    @click.option("--revision", default="head", show_default=True, help="Target revision.")
+    def db_upgrade(revision: str) -> None:
+        """Migrate the inbox's tables to this Flask-PosWeb's layout (data kept).
+
+        Run it once after installing a release that changes the layout; until
+        then the app answers 503 (DealPOS retries) and logs this command.
+        """
+        before, after = _state().require_inbox().layout.upgrade(revision)
+        if before == after:
+            click.echo(f"The inbox is at revision {after} already.")
+        else:
+            click.echo(f"Upgraded the inbox from revision {before or 'none'} to {after}.")
+
+    @db.command("downgrade")
+    @click.argument("revision")
+    def db_downgrade(revision: str) -> None:
+        """Migrate the inbox's tables back to REVISION (for a release rolled back)."""
+        before, after = _state().require_inbox().layout.downgrade(revision)
+        click.echo(f"Downgraded the inbox from revision {before} to {after or 'none'}.")
+
+    @db.command("current")
+    def db_current() -> None:
+        """Show the inbox's revision and the one this code needs."""
+        from .inbox.migrations import head
+
+        found = _state().require_inbox().layout.current()
+        needed = head()
+        status = "up to date" if found == needed else "run 'flask posweb db upgrade'"
+        click.echo(f"Inbox at revision {found or 'none (created on first use)'}; this code needs {needed}: {status}.")
+
+
+def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
+    """Every URL DealPOS may be given: events, loyalty calls, the token URL."""
+    rows: list[dict[str, t.Any]] = []
+    with current_app.test_request_context(base_url=base_url):
+        for event in EVENTS.values():
+            rows.append(
+                {
+                    "kind": "event",
+                    "name": event.name,
+                    "wire_name": event.wire_name,
+                    "wire_name_certainty": event.wire_name_certainty,
+                    "group": event.group,
+                    "title": event.title,
+                    "path": url_for(f"posweb.{event.name}"),
+                    "url": url_for(f"posweb.{event.name}", _external=True),
+                    "signal": f"flask_posweb.signals.{event.name}",
+                    "schema": f"{event.schema.__module__}.{event.schema.__qualname__}",
+                    "provisional": event.provisional,
+                }
+            )
+        for call in CALLS.values():
+            rows.append(
+                {
+                    "kind": "loyalty",
+                    "name": call.endpoint,
+                    "title": call.title,
+                    "path": url_for(f"posweb.{call.endpoint}"),
+                    "url": url_for(f"posweb.{call.endpoint}", _external=True),
+                }
+            )
+        rows.append(
+            {
+                "kind": "oauth",
+                "name": "oauth_token",
+                "title": "OAuth token URL (DealPOS's ServerAuthenticationURL)",
+                "path": url_for("posweb.oauth_token"),
+                "url": url_for("posweb.oauth_token", _external=True),
+            }
+        )
+    return rows
+
+
+def replay(state: PosWebState, which: Filter, *, progress: bool = False) -> collections.Counter[str]:
+    """Replay the deliveries ``which`` chooses, here and now (the CLI and the
+    log page): each is made due again (:data:`~flask_posweb.inbox.states.REPLAY`),
+    then taken and dispatched in this process.
+
+    :returns: how many ended in each status; ``busy`` for those another
+        dispatcher held, or whose receivers this app lacks.
+    """
+    from .dispatch.runner import new_owner
+
+    inbox, dispatcher = state.require_inbox(), state.require_dispatcher()
+    selected = inbox.ids(which)
+    owner, tally = new_owner("replay"), collections.Counter[str]()
+    with click.progressbar(
+        length=len(selected), label="Replaying", show_pos=True, hidden=not progress or len(selected) < 20
+    ) as bar:
+        for start in range(0, len(selected), 500):
+            chunk = selected[start : start + 500]
+            inbox.replay(Filter(ids=chunk))
+            for delivery_id in chunk:
+                with state.app.app_context():
+                    status = dispatcher.dispatch(delivery_id, owner)
+                tally[status or "busy"] += 1
+                bar.update(1)
+    return tally

@@ -1,102 +1,142 @@
-"""Every ``POSWEB_*`` configuration key with its default.
+"""Every ``POSWEB_*`` configuration key with its default, and the checks.
 
-This mapping is the single source for the code, the README's table and the
+This mapping is the single source for the code, the docs' table and the
 tests. Keys are read once, when the blueprint is registered on an app; set them
-in ``app.config`` before ``register_blueprint`` / ``init_app``. Durations are
-seconds (``int``/``float``) or :class:`datetime.timedelta`.
+in ``app.config`` before ``register_blueprint`` / ``init_app``.
+
+Durations take a number of seconds, a :class:`~datetime.timedelta` or a
+string such as ``"90s"``, ``"10m"``, ``"12h"``, ``"30d"``; the retention keys
+refuse a bare number (is ``30`` seconds or days?).
+
+.. versionadded:: 0.1
 """
 
 from __future__ import annotations
 
 import collections.abc as c
 import dataclasses
+import difflib
 import os
+import secrets
 import typing as t
 import warnings
-from datetime import timedelta
 
+import sqlalchemy as sa
+
+from .auth.tokens import TokenAuthority
+from .auth.verification import ApiKeyVerifier
+from .auth.verification import Authenticator
+from .auth.verification import BasicVerifier
+from .auth.verification import BearerVerifier
+from .auth.verification import Verifier
+from .durations import to_seconds
 from .exceptions import ConfigurationError
 from .exceptions import InsecureWebhookWarning
-from .headers import SECRET_HEADERS
-from .tokens import TokenAuthority
-from .verification import ApiKeyVerifier
-from .verification import Authenticator
-from .verification import BasicVerifier
-from .verification import BearerVerifier
-from .verification import Verifier
+from .exceptions import PosWebWarning
+from .inbox import Retention
+from .web.headers import SECRET_HEADERS
+
+__all__ = ["DEFAULTS", "MIN_SECRET_LENGTH", "Settings", "read_settings"]
 
 DEFAULTS: dict[str, t.Any] = {
     #: URL prefix used by ``PosWeb.init_app``; ``register_blueprint(url_prefix=...)``
     #: overrides it.
     "POSWEB_URL_PREFIX": "/dealpos",
     #: Accepted API keys (a string or a list, for rotation), sent in the header below.
+    #: At least 16 characters each.
     "POSWEB_API_KEYS": [],
     #: Header that carries the API key (DealPOS's OpenAPI file declares ``X-API-Key``).
     "POSWEB_API_KEY_HEADER": "X-API-Key",
     #: HTTP Basic credentials: ``{"user": "password"}`` or a list of pairs.
+    #: Passwords of at least 16 characters.
     "POSWEB_BASIC_AUTH": {},
     #: OAuth 2.0 client credentials: ``{"client_id": "secret"}``; a list of secrets
     #: per client allows rotation. Enables the token URL ``<prefix>/oauth/token``.
     "POSWEB_OAUTH_CLIENTS": {},
     #: Key that signs access tokens (a list to rotate: newest last); default ``SECRET_KEY``.
     "POSWEB_OAUTH_SIGNING_KEY": None,
-    #: Lifetime of an issued access token.
+    #: Lifetime of an issued access token (duration).
     "POSWEB_TOKEN_TTL": 3600,
+    #: Who tokens are for: a token issued for another audience (a staging host)
+    #: is refused. Default: the token URL's own external URL.
+    "POSWEB_TOKEN_AUDIENCE": None,
+    #: Limit on failed token requests per client address, applied when a
+    #: Flask-Limiter ``Limiter`` is registered on the app (its syntax).
+    "POSWEB_TOKEN_RATE_LIMIT": "10 per minute",
     #: Accept webhooks with no authentication at all. For local development only;
     #: emits ``InsecureWebhookWarning``.
     "POSWEB_NO_AUTH": False,
     #: Largest accepted body in bytes (DealPOS sends small JSON objects); 413 above.
     "POSWEB_MAX_CONTENT_LENGTH": 1024 * 1024,
+    #: Refuse a body lacking fields its documentation marks required even where
+    #: the marks are uncertain (every group but Invoice Payment): 422 instead of
+    #: accepting it with ``event.missing``.
+    "POSWEB_STRICT_PRESENCE": False,
     #: Keep every delivery in the inbox before answering 200. ``False`` runs
     #: receivers in the request and answers 500 when one fails.
     "POSWEB_INBOX": True,
-    #: SQLAlchemy URL of the inbox; ``None`` is an SQLite file in the instance folder.
+    #: SQLAlchemy URL of the inbox; ``None`` is ``posweb.sqlite3`` in the instance
+    #: folder (with ``TESTING`` on: a private temporary file). A relative SQLite
+    #: path is relative to the instance folder.
     "POSWEB_DATABASE_URL": None,
-    #: SQLite busy timeout / PostgreSQL lock and statement timeout. A commit that
-    #: waits longer is answered 503 so DealPOS retries.
+    #: Name of this app's inbox: apps sharing one database on purpose keep apart.
+    "POSWEB_INBOX_NAME": "default",
+    #: The longest a request waits for the store in all (lock included), then 503
+    #: (duration).
     "POSWEB_DATABASE_TIMEOUT": 5,
+    #: A body equal to an earlier delivery of the event within this window (and
+    #: with nothing about the same resource in between) is a duplicate (duration).
+    "POSWEB_DUPLICATE_WINDOW": "10m",
     #: Where receivers run: ``"inline"`` (in the request, after the commit),
     #: ``"thread"`` (a background thread in the web process) or ``"worker"``
     #: (only in ``flask posweb worker``).
     "POSWEB_DISPATCH": "inline",
     #: Attempts per delivery before it is ``dead``.
     "POSWEB_MAX_ATTEMPTS": 8,
-    #: Delay before the first retry; doubled on each further attempt.
+    #: Delay before the first retry; doubled on each further attempt (duration;
+    #: 0 only with ``TESTING``).
     "POSWEB_RETRY_BACKOFF": 30,
-    #: Upper bound of the retry delay.
+    #: Upper bound of the retry delay (duration).
     "POSWEB_RETRY_MAX_DELAY": 3600,
-    #: How long a dispatcher owns a delivery; a delivery whose dispatcher died is
-    #: picked up again once its lease has run out.
+    #: How long a dispatcher owns a delivery; one whose dispatcher died is taken
+    #: again once its lease has run out (duration).
     "POSWEB_LEASE": 120,
-    #: How often a worker (or the background thread) looks for due deliveries.
+    #: How often a worker (or the background thread) looks for due deliveries (duration).
     "POSWEB_POLL_INTERVAL": 1.0,
-    #: ``Retry-After`` sent with a 503.
+    #: ``Retry-After`` sent with a 503 (duration, whole seconds).
     "POSWEB_RETRY_AFTER": 10,
-    #: Age after which ``flask posweb prune`` deletes processed deliveries.
-    "POSWEB_RETENTION": timedelta(days=30),
+    #: Processed and unhandled deliveries are deleted this long after they finished
+    #: (a timedelta or a string such as ``"30d"``).
+    "POSWEB_RETENTION": "30d",
+    #: Dead deliveries are deleted this long after they died.
+    "POSWEB_DEAD_RETENTION": "90d",
     #: Rejected deliveries kept at most (the oldest go first) ...
     "POSWEB_REJECTED_MAX_COUNT": 10_000,
     #: ... and for at most this long.
-    "POSWEB_REJECTED_MAX_AGE": timedelta(days=30),
+    "POSWEB_REJECTED_MAX_AGE": "30d",
     #: Time a loyalty provider may take before DealPOS is answered 503 (it gives up
-    #: after 30 s and retries 7 s later).
+    #: after 30 s and retries 7 s later) (duration).
     "POSWEB_LOYALTY_TIME_BUDGET": 10,
+    #: Remembered order-complete answers (an order is rewarded once) are kept this long.
+    "POSWEB_LOYALTY_RETENTION": "90d",
 }
 
+#: Keys whose value must say its unit.
+RETENTION_KEYS = (
+    "POSWEB_RETENTION",
+    "POSWEB_DEAD_RETENTION",
+    "POSWEB_REJECTED_MAX_AGE",
+    "POSWEB_LOYALTY_RETENTION",
+)
+#: Shortest secret accepted: API keys, Basic passwords, OAuth client secrets.
+MIN_SECRET_LENGTH = 16
 
-def seconds(value: float | timedelta) -> float:
-    """Return a duration setting in seconds."""
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return float(value)
-
-
-Dispatch = t.Literal["inline", "thread", "worker"]
+Dispatch = t.Literal["inline", "thread", "worker", "celery"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """The ``POSWEB_*`` configuration of one app, checked and typed.
+    """The ``POSWEB_*`` configuration of one app, checked and typed (seconds for durations).
 
     Built once when the blueprint is registered (see :func:`read_settings`).
     """
@@ -104,13 +144,19 @@ class Settings:
     #: ``None`` only with ``POSWEB_NO_AUTH``.
     authenticator: Authenticator | None
     tokens: TokenAuthority | None
+    token_audience: str | None
+    token_rate_limit: str
     api_key_header: str
     #: Headers never kept with a delivery: the usual credentials and the API key's.
     hidden_headers: frozenset[str]
     max_content_length: int
+    strict_presence: bool
     inbox: bool
-    database_url: str
+    #: ``None``: a private temporary inbox (``TESTING``).
+    database_url: str | None
+    inbox_name: str
     database_timeout: float
+    duplicate_window: float
     dispatch: Dispatch
     max_attempts: int
     retry_backoff: float
@@ -118,10 +164,10 @@ class Settings:
     lease: float
     poll_interval: float
     retry_after: int
-    retention: float
-    rejected_max_count: int
-    rejected_max_age: float
+    retention: Retention
     loyalty_time_budget: float
+    loyalty_retention: float
+    testing: bool
 
 
 def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings:
@@ -129,47 +175,104 @@ def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings
 
     :raises ConfigurationError: saying which key to set, and how.
     """
+    _warn_unknown(config)
     dispatch = config["POSWEB_DISPATCH"]
     if dispatch not in t.get_args(Dispatch):
         raise ConfigurationError(
-            f"POSWEB_DISPATCH must be 'inline', 'thread' or 'worker', not {dispatch!r}."
+            f"POSWEB_DISPATCH must be 'inline', 'thread', 'worker' or 'celery', not {dispatch!r}."
         )
-    url = config["POSWEB_DATABASE_URL"] or "sqlite:///" + os.path.join(
-        instance_path, "posweb.sqlite3"
-    )
+    testing = bool(config.get("TESTING"))
     tokens = _tokens(config)
     return Settings(
         authenticator=_authenticator(config, tokens),
         tokens=tokens,
+        token_audience=config["POSWEB_TOKEN_AUDIENCE"],
+        token_rate_limit=config["POSWEB_TOKEN_RATE_LIMIT"],
         api_key_header=config["POSWEB_API_KEY_HEADER"],
         hidden_headers=SECRET_HEADERS | {config["POSWEB_API_KEY_HEADER"].lower()},
-        max_content_length=_positive(config, "POSWEB_MAX_CONTENT_LENGTH", int),
+        max_content_length=int(_number(config, "POSWEB_MAX_CONTENT_LENGTH")),
+        strict_presence=bool(config["POSWEB_STRICT_PRESENCE"]),
         inbox=bool(config["POSWEB_INBOX"]),
-        database_url=url,
-        database_timeout=_positive(config, "POSWEB_DATABASE_TIMEOUT"),
+        database_url=_database_url(config["POSWEB_DATABASE_URL"], instance_path, testing),
+        inbox_name=_inbox_name(config["POSWEB_INBOX_NAME"]),
+        database_timeout=_duration(config, "POSWEB_DATABASE_TIMEOUT"),
+        duplicate_window=_duration(config, "POSWEB_DUPLICATE_WINDOW"),
         dispatch=dispatch,
-        max_attempts=_positive(config, "POSWEB_MAX_ATTEMPTS", int),
-        retry_backoff=_positive(config, "POSWEB_RETRY_BACKOFF"),
-        retry_max_delay=_positive(config, "POSWEB_RETRY_MAX_DELAY"),
-        lease=_positive(config, "POSWEB_LEASE"),
-        poll_interval=_positive(config, "POSWEB_POLL_INTERVAL"),
-        retry_after=_positive(config, "POSWEB_RETRY_AFTER", int),
-        retention=_positive(config, "POSWEB_RETENTION"),
-        rejected_max_count=_positive(config, "POSWEB_REJECTED_MAX_COUNT", int),
-        rejected_max_age=_positive(config, "POSWEB_REJECTED_MAX_AGE"),
-        loyalty_time_budget=_positive(config, "POSWEB_LOYALTY_TIME_BUDGET"),
+        max_attempts=int(_number(config, "POSWEB_MAX_ATTEMPTS")),
+        # A zero backoff makes retries immediate: for tests only.
+        retry_backoff=_duration(config, "POSWEB_RETRY_BACKOFF", zero=testing),
+        retry_max_delay=_duration(config, "POSWEB_RETRY_MAX_DELAY", zero=testing),
+        lease=_duration(config, "POSWEB_LEASE"),
+        poll_interval=_duration(config, "POSWEB_POLL_INTERVAL"),
+        retry_after=max(1, round(_duration(config, "POSWEB_RETRY_AFTER"))),
+        retention=Retention(
+            processed=_duration(config, "POSWEB_RETENTION"),
+            dead=_duration(config, "POSWEB_DEAD_RETENTION"),
+            rejected=_duration(config, "POSWEB_REJECTED_MAX_AGE"),
+            rejected_max_count=int(_number(config, "POSWEB_REJECTED_MAX_COUNT")),
+        ),
+        loyalty_time_budget=_duration(config, "POSWEB_LOYALTY_TIME_BUDGET"),
+        loyalty_retention=_duration(config, "POSWEB_LOYALTY_RETENTION"),
+        testing=testing,
     )
 
 
-_N = t.TypeVar("_N", int, float)
+def _warn_unknown(config: c.Mapping[str, t.Any]) -> None:
+    """A misspelt key is otherwise silently ignored (``POSWEB_MAX_ATTEMPT = 3``)."""
+    for key in config:
+        if key.startswith("POSWEB_") and key not in DEFAULTS:
+            close = difflib.get_close_matches(key, DEFAULTS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            warnings.warn(f"Unknown setting {key!r}{hint}", PosWebWarning, stacklevel=4)
 
 
-def _positive(config: c.Mapping[str, t.Any], key: str, kind: type[_N] = float) -> _N:  # type: ignore[assignment]
+def _number(config: c.Mapping[str, t.Any], key: str) -> float:
     value = config[key]
-    number = seconds(value) if isinstance(value, timedelta) else value
-    if isinstance(number, bool) or not isinstance(number, (int, float)) or number <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigurationError(f"{key} must be a positive number, not {value!r}.")
-    return kind(number)
+    return float(value)
+
+
+def _duration(config: c.Mapping[str, t.Any], key: str, *, zero: bool = False) -> float:
+    value = config[key]
+    try:
+        seconds = to_seconds(value, numbers=key not in RETENTION_KEYS)
+    except TypeError as exc:
+        raise ConfigurationError(f"{key} needs a unit: {exc}") from None
+    except ValueError as exc:
+        raise ConfigurationError(f"{key}: {exc}") from None
+    if seconds < 0 or (seconds == 0 and not zero):
+        raise ConfigurationError(f"{key} must be a positive duration, not {value!r}.")
+    return seconds
+
+
+def _inbox_name(value: t.Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise ConfigurationError(f"POSWEB_INBOX_NAME must be a string of 1 to 64 characters, not {value!r}.")
+    return value
+
+
+def _database_url(value: t.Any, instance_path: str, testing: bool) -> str | None:
+    """The inbox's URL: the default file, or a relative SQLite path, in the
+    instance folder (as Flask-SQLAlchemy does); ``None`` for a private one."""
+    if value is None:
+        if testing:
+            return None
+        return "sqlite:///" + os.path.join(instance_path, "posweb.sqlite3")
+    try:
+        url = sa.engine.make_url(value)
+    except sa.exc.ArgumentError:
+        raise ConfigurationError(f"POSWEB_DATABASE_URL is not a database URL: {value!r}.") from None
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return str(value)
+    if database.startswith("file:"):  # an SQLite URI: its path follows 'file:'
+        path, _, query = database.removeprefix("file:").partition("?")
+        if not os.path.isabs(path):
+            database = "file:" + os.path.join(instance_path, path) + ("?" + query if query else "")
+    elif not os.path.isabs(database):
+        database = os.path.join(instance_path, database)
+    return url.set(database=database).render_as_string(hide_password=False)
 
 
 def _strings(key: str, value: t.Any) -> list[str]:
@@ -179,18 +282,31 @@ def _strings(key: str, value: t.Any) -> list[str]:
     return items
 
 
+def _strong(key: str, values: c.Iterable[str]) -> None:
+    """Secrets long enough that guessing is hopeless; the message shows how to make one."""
+    for value in values:
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ConfigurationError(
+                f"{key} holds a secret of {len(value)} characters; use at least "
+                f"{MIN_SECRET_LENGTH}, e.g. python -c \"import secrets; "
+                f"print(secrets.token_urlsafe(32))\" (like {secrets.token_urlsafe(32)!r})."
+            )
+
+
 def _pairs(config: c.Mapping[str, t.Any], key: str) -> list[tuple[str, list[str]]]:
     """``{"name": "secret" | [secrets]}`` or ``[("name", "secret"), ...]`` as pairs."""
     value = config[key] or {}
     items = value.items() if isinstance(value, c.Mapping) else value
     pairs: dict[str, list[str]] = {}
     try:
-        for name, secrets in items:
-            pairs.setdefault(_strings(key, name)[0], []).extend(_strings(key, secrets))
+        for name, secrets_ in items:
+            pairs.setdefault(_strings(key, name)[0], []).extend(_strings(key, secrets_))
     except (TypeError, ValueError, IndexError):
         raise ConfigurationError(
             f"{key} must map names to secrets, e.g. {{'dealpos': 'secret'}}."
         ) from None
+    for accepted in pairs.values():
+        _strong(key, accepted)
     return list(pairs.items())
 
 
@@ -204,7 +320,7 @@ def _tokens(config: c.Mapping[str, t.Any]) -> TokenAuthority | None:
             "POSWEB_OAUTH_CLIENTS needs a signing key: set POSWEB_OAUTH_SIGNING_KEY or SECRET_KEY."
         )
     signing_keys = [keys] if isinstance(keys, (str, bytes)) else list(keys)
-    ttl = _positive(config, "POSWEB_TOKEN_TTL")
+    ttl = _duration(config, "POSWEB_TOKEN_TTL")
     return TokenAuthority(dict(clients), signing_keys, ttl)
 
 
@@ -213,6 +329,11 @@ def _authenticator(
 ) -> Authenticator | None:
     verifiers: list[Verifier] = []
     keys = _strings("POSWEB_API_KEYS", config["POSWEB_API_KEYS"])
+    if "POSWEB_API_KEY" in config and not keys:
+        raise ConfigurationError(
+            "POSWEB_API_KEY is not a setting: put the key in POSWEB_API_KEYS (a list, for rotation)."
+        )
+    _strong("POSWEB_API_KEYS", keys)
     if keys:
         verifiers.append(ApiKeyVerifier(keys, config["POSWEB_API_KEY_HEADER"]))
     basic = [(user, pw) for user, pws in _pairs(config, "POSWEB_BASIC_AUTH") for pw in pws]
@@ -228,7 +349,7 @@ def _authenticator(
         warnings.warn(
             "POSWEB_NO_AUTH is set: anyone who can reach the webhook URLs can post events.",
             InsecureWebhookWarning,
-            stacklevel=2,
+            stacklevel=4,
         )
         return None
     if not verifiers:

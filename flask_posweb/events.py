@@ -7,7 +7,9 @@ event type in the body; the URL it posts to says which event fired.
 Sources: DealPOS's public developer documentation, as rebuilt in the
 project's ``catalog.json``. Events marked ``provisional`` have no published
 body: their schemas are permissive (or assumed from a sibling event) until a
-real delivery shows the fields.
+real delivery shows the fields. Only Invoice Payment's required marks are
+exact (``exact_marks``); elsewhere DealPOS itself omits marked fields, so
+lacking them does not cost a delivery (see :mod:`.schemas.loading`).
 """
 
 from __future__ import annotations
@@ -23,18 +25,20 @@ from blinker import NamedSignal
 
 from . import schemas as s
 from .exceptions import UnknownEventError
-from .schemas.compiled import CompiledSchema
+from .schemas.loading import Loaded
+from .schemas.loading import SchemaLoader
 from .signals import namespace
 
 __all__ = ["EVENTS", "EventType", "WebhookEvent", "get_event_type", "kebab"]
 
 Certainty = t.Literal["observed", "slug", "inferred"]
+D = t.TypeVar("D")
 
 
 def kebab(name: str) -> str:
     """The one derivation of a canonical name: ``payment_created`` -> ``payment-created``.
 
-    Used for the signal name and the URL rule.
+    Used for the URL rule; the signal has the canonical name itself.
     """
     return name.replace("_", "-")
 
@@ -63,33 +67,46 @@ class EventType:
     #: ``True`` when DealPOS has not published the body: the schema is permissive
     #: or assumed from a sibling event.
     provisional: bool = False
+    #: The field naming what a delivery is about (a payment's ``ID``): two
+    #: deliveries about the same resource are never duplicates when another
+    #: one came in between (see :mod:`.inbox.duplicates`).
+    resource_key: str | None = None
+    #: The schema's required/non-empty marks are exact (Invoice Payment): a body
+    #: lacking one is refused even when ``POSWEB_STRICT_PRESENCE`` is off.
+    exact_marks: bool = False
 
     #: The blinker signal sent for each delivery of this event.
     signal: NamedSignal = dataclasses.field(init=False, repr=False, compare=False)
-    _loader: CompiledSchema = dataclasses.field(init=False, repr=False, compare=False)
+    _loader: SchemaLoader = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "signal", namespace.signal(kebab(self.name)))
-        # One schema instance per event, compiled once (see schemas/compiled.py):
+        object.__setattr__(self, "signal", namespace.signal(self.name))
+        # One schema per event, compiled once (see schemas/compiled.py):
         # validation is most of the cost of receiving a webhook.
-        object.__setattr__(self, "_loader", CompiledSchema(self.schema()))
+        loader = SchemaLoader(self.schema, exact_marks=self.exact_marks)
+        object.__setattr__(self, "_loader", loader)
 
     @property
     def url_rule(self) -> str:
         """The URL rule under the blueprint's prefix, e.g. ``/payment-created``."""
         return "/" + kebab(self.name)
 
-    def load(self, body: t.Any) -> dict[str, t.Any]:
+    def load(self, body: t.Any, *, strict: bool = False) -> Loaded:
         """Validate a parsed body.
 
+        :param strict: refuse a body lacking marked fields even where the marks
+            are uncertain.
         :raises marshmallow.ValidationError: with the messages per field.
         """
-        return t.cast(dict[str, t.Any], self._loader.load(body))
+        return self._loader.load(body, strict=strict)
 
 
 @dataclasses.dataclass(frozen=True)
-class WebhookEvent:
+class WebhookEvent(t.Generic[D]):
     """One validated delivery of an event, as handed to receivers.
+
+    ``WebhookEvent[PaymentCreated]`` types ``data`` for one event (see
+    :mod:`flask_posweb.typed`).
 
     .. versionadded:: 0.1
     """
@@ -98,7 +115,7 @@ class WebhookEvent:
     name: str
     #: The validated body: ``Decimal`` money, ``date``/``datetime`` values, nested
     #: objects, and every unknown field as received.
-    data: dict[str, t.Any]
+    data: D
     #: The exact bytes received.
     raw: bytes
     #: Id of the delivery in the inbox (``None`` without an inbox).
@@ -113,6 +130,9 @@ class WebhookEvent:
     )
     #: Request headers, credentials removed.
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Fields the documentation marks required that the body lacked
+    #: (``"Customer.Email"``): accepted all the same, see ``POSWEB_STRICT_PRESENCE``.
+    missing: tuple[str, ...] = ()
 
     @property
     def type(self) -> EventType:
@@ -122,11 +142,11 @@ class WebhookEvent:
 
 _CATALOGUE = (
     EventType("product_created", "Product", "Product Created", s.ProductSchema,
-           "A product is newly added.", "productCreated", "observed"),
+           "A product is newly added.", "productCreated", "observed", resource_key="ID"),
     EventType("product_updated", "Product", "Product Updated", s.ProductSchema,
-           "An existing product is edited.", "productUpdated", "observed", provisional=True),
+           "An existing product is edited.", "productUpdated", "observed", provisional=True, resource_key="ID"),
     EventType("product_deleted", "Product", "Product Deleted", s.ProductSchema,
-           "A product is removed.", "productDeleted", "observed", provisional=True),
+           "A product is removed.", "productDeleted", "observed", provisional=True, resource_key="ID"),
     EventType("product_variant_created", "Product", "Product Variant Created", s.OpenSchema,
            "A new variant is added to a product.", "productVariantCreated", "observed",
            provisional=True),
@@ -134,21 +154,21 @@ _CATALOGUE = (
            "A product variant is edited.", "productVariantUpdated", "observed",
            provisional=True),
     EventType("invoice_created", "Invoice", "Invoice Created", s.InvoiceSchema,
-           "A sales invoice is created.", "invoiceCreated", "observed"),
+           "A sales invoice is created.", "invoiceCreated", "observed", resource_key="ID"),
     EventType("invoice_deleted", "Invoice", "Invoice Deleted", s.InvoiceSchema,
-           "A sales invoice is deleted.", "invoiceDeleted", "observed", provisional=True),
+           "A sales invoice is deleted.", "invoiceDeleted", "observed", provisional=True, resource_key="ID"),
     EventType("invoice_erased", "Invoice", "Invoice Erased", s.InvoiceSchema,
            "A sales invoice is permanently erased.", "invoiceErased", "observed",
-           provisional=True),
+           provisional=True, resource_key="ID"),
     EventType("customer_created", "Customer", "Customer Created", s.CustomerSchema,
            "A customer is added (Sell screen or Contacts > Customer).",
-           "customerCreated", "inferred"),
+           "customerCreated", "inferred", resource_key="Code"),
     EventType("customer_deleted", "Customer", "Customer Deleted", s.CustomerDeletedSchema,
-           "A customer is removed in Contacts > Customer.", "customerDeleted", "slug"),
+           "A customer is removed in Contacts > Customer.", "customerDeleted", "slug", resource_key="Code"),
     EventType("supplier_created", "Supplier", "Supplier Created", s.SupplierSchema,
-           "A supplier is added.", "supplierCreated", "inferred"),
+           "A supplier is added.", "supplierCreated", "inferred", resource_key="Code"),
     EventType("supplier_deleted", "Supplier", "Supplier Deleted", s.SupplierDeletedSchema,
-           "A supplier is removed.", "supplierDeleted", "inferred"),
+           "A supplier is removed.", "supplierDeleted", "inferred", resource_key="Code"),
     EventType("bill_created", "Bill", "Bill Created", s.OpenSchema,
            "A supplier bill is created.", provisional=True),
     EventType("bill_updated", "Bill", "Bill Updated", s.OpenSchema,
@@ -158,34 +178,34 @@ _CATALOGUE = (
     EventType("transfer_order_created", "Transfer Order", "Transfer Order Created",
            s.TransferOrderSchema,
            "A stock transfer between outlets is completed (despite the name).",
-           "transferOrderCreated", "inferred"),
+           "transferOrderCreated", "inferred", resource_key="Number"),
     EventType("outbound_logistic_completed", "Outbound Logistic", "Outbound Logistic Complete",
-           s.OutboundLogisticSchema, "A delivery to a customer is completed."),
+           s.OutboundLogisticSchema, "A delivery to a customer is completed.", resource_key="ID"),
     EventType("inbound_logistic_completed", "Inbound Logistic", "Inbound Logistic Complete",
-           s.InboundLogisticSchema, "A delivery from a supplier is completed."),
+           s.InboundLogisticSchema, "A delivery from a supplier is completed.", resource_key="Number"),
     EventType("adjustment_created", "Adjustment", "Adjustment Created", s.AdjustmentSchema,
-           "An inventory adjustment is created.", "adjustmentCreated", "inferred"),
+           "An inventory adjustment is created.", "adjustmentCreated", "inferred", resource_key="ID"),
     EventType("payment_created", "Invoice Payment", "Payment Created", s.InvoicePaymentSchema,
-           "A payment is recorded against a sales invoice.", "paymentCreated", "observed"),
+           "A payment is recorded against a sales invoice.", "paymentCreated", "observed", resource_key="ID", exact_marks=True),
     EventType("payment_updated", "Invoice Payment", "Payment Updated", s.InvoicePaymentSchema,
-           "An invoice payment is edited.", "paymentUpdated", "observed"),
+           "An invoice payment is edited.", "paymentUpdated", "observed", resource_key="ID", exact_marks=True),
     EventType("payment_deleted", "Invoice Payment", "Payment Deleted", s.InvoicePaymentSchema,
-           "An invoice payment is deleted.", "paymentDeleted", "observed"),
+           "An invoice payment is deleted.", "paymentDeleted", "observed", resource_key="ID", exact_marks=True),
     EventType("payment_written_off", "Invoice Payment", "Payment Write Off",
            s.PaymentWriteOffSchema, "An unpaid or partly paid invoice balance is written off.",
-           "paymentWriteoff", "observed"),
+           "paymentWriteoff", "observed", resource_key="ID", exact_marks=True),
     EventType("invoice_written_off", "Invoice Write Off", "Invoice Write Off", s.OpenSchema,
            "An invoice is written off.", provisional=True),
     EventType("supplier_bill_written_off", "Supplier Bill Write Off", "Supplier Bill Write Off",
            s.OpenSchema, "A supplier bill is written off.", provisional=True),
     EventType("supplier_bill_payment_created", "Bill Payment", "Supplier Bill Payment Created",
            s.BillPaymentSchema, "A payment on a supplier bill is recorded.",
-           "supplierBillPaymentCreated", "slug"),
+           "supplierBillPaymentCreated", "slug", resource_key="ID"),
     EventType("supplier_bill_payment_deleted", "Bill Payment", "Supplier Bill Payment Deleted",
            s.BillPaymentDeletedSchema, "A supplier bill payment is deleted.",
-           "supplierBillPaymentDeleted", "inferred"),
+           "supplierBillPaymentDeleted", "inferred", resource_key="ID"),
     EventType("shift_closed", "Shift", "Close Shift", s.ShiftSchema,
-           "A cashier closes a register shift."),
+           "A cashier closes a register shift.", resource_key="ID"),
     EventType("outlet_created", "Outlet", "Outlet Created", s.OpenSchema,
            "An outlet is created.", provisional=True),
     EventType("outlet_updated", "Outlet", "Outlet Updated", s.OpenSchema,
@@ -193,7 +213,7 @@ _CATALOGUE = (
     EventType("outlet_deleted", "Outlet", "Outlet Deleted", s.OpenSchema,
            "An outlet is deleted.", provisional=True),
     EventType("sales_order_created", "Sales Order", "Sales Order Created", s.SalesOrderSchema,
-           "A sales order becomes an invoice.", "salesOrderCreated", "inferred"),
+           "A sales order becomes an invoice.", "salesOrderCreated", "inferred", resource_key="ID"),
 )  # fmt: skip
 
 #: Every event, by canonical name, in DealPOS's documentation order.

@@ -53,6 +53,17 @@ class WebhookError(PosWebError):
         return {"status": "error", "message": self.message}
 
 
+class NotFoundError(WebhookError):
+    """No endpoint at this URL under the blueprint's prefix (a typo pasted into DealPOS?)."""
+
+    status_code = 404
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"No DealPOS endpoint at {path!r}; 'flask posweb events' lists the URLs."
+        )
+
+
 class MethodNotAllowedError(WebhookError):
     """The endpoint only takes ``POST``."""
 
@@ -98,9 +109,9 @@ class UnsupportedMediaTypeError(WebhookError):
 
     status_code = 415
 
-    def __init__(self, content_type: str | None) -> None:
+    def __init__(self, content_type: str | None, message: str | None = None) -> None:
         got = f"'{content_type}'" if content_type else "no Content-Type"
-        super().__init__(f"Expected 'application/json', got {got}.")
+        super().__init__(message or f"Expected 'application/json', got {got}.")
 
 
 class PayloadError(WebhookError):
@@ -179,17 +190,25 @@ class OAuthError(WebhookError):
     """
 
     def __init__(
-        self, error: str, description: str, status_code: int = 400, challenge: str | None = None
+        self,
+        error: str,
+        description: str,
+        status_code: int = 400,
+        challenge: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(description)
         self.error = error
         self.status_code = status_code  # type: ignore[misc]
         self.challenge = challenge
+        self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
         if self.challenge:
             headers["WWW-Authenticate"] = self.challenge
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
         return headers
 
     def body(self) -> dict[str, t.Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import difflib
+import inspect
 import typing as t
 import weakref
 
@@ -17,23 +18,23 @@ from flask.blueprints import BlueprintSetupState
 from . import signals
 from .config import DEFAULTS
 from .config import read_settings
+from .dispatch.receivers import NAME_ATTRIBUTE
 from .events import EVENTS
 from .exceptions import ConfigurationError
 from .exceptions import UnknownEventError
+from .inbox import Inbox
 from .loyalty import Loyalty
 from .state import PosWebState
-from .views import create_blueprint
+from .state import get_state
+from .web.throttle import warn_if_unthrottled
+from .web.views import create_blueprint
 
 __all__ = ["PosWeb"]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
 #: Lifecycle signals a handler may subscribe to by name, besides the events.
-LIFECYCLE = {
-    name: signal
-    for name, signal in vars(signals).items()
-    if isinstance(signal, NamedSignal) and name not in EVENTS
-}
+LIFECYCLE: dict[str, NamedSignal] = {name: getattr(signals, name) for name in signals.KEYWORDS}
 
 
 class PosWeb:
@@ -71,20 +72,40 @@ class PosWeb:
         prefix = app.config.get("POSWEB_URL_PREFIX", DEFAULTS["POSWEB_URL_PREFIX"])
         app.register_blueprint(self.blueprint, url_prefix=prefix)
 
-    def on(self, name: str) -> t.Callable[[F], F]:
-        """Connect the decorated function to the signal ``name`` of every app this
-        extension serves. The function is returned unchanged.
+    @property
+    def inbox(self) -> Inbox:
+        """The inbox of the current app: read deliveries (``counts()``,
+        ``list()``, ``get(id)``), replay them.
 
-        ``name`` is an event (``"payment_created"``) or a lifecycle signal
+        :raises ConfigurationError: ``POSWEB_INBOX`` is off.
+
+        .. versionadded:: 0.2
+        """
+        return get_state().require_inbox()
+
+    def on(self, signal_name: str, *, name: str | None = None) -> t.Callable[[F], F]:
+        """Connect the decorated function to the signal ``signal_name`` of every
+        app this extension serves. The function is returned unchanged.
+
+        ``signal_name`` is an event (``"payment_created"``) or a lifecycle signal
         (``"webhook_dead"``). Receivers are held strongly: one defined inside
         ``create_app()`` is not garbage-collected.
 
+        :param name: the receiver's name in the inbox's records (default: its
+            qualified name). Outcomes are kept per name, so a retry re-runs
+            only the receivers that failed.
         :raises UnknownEventError: at decoration time, with the closest names.
+        :raises TypeError: at decoration time, when the function cannot take
+            the sender and the signal's keyword arguments.
         """
-        signal = self._signal(name)
+        signal = self._signal(signal_name)
+        keywords = signals.KEYWORDS.get(signal_name, ("event",))
 
         def decorator(receiver: F) -> F:
-            self._handlers[name].append(receiver)
+            _check_signature(receiver, signal_name, keywords)
+            if name is not None:
+                setattr(receiver, NAME_ATTRIBUTE, name)
+            self._handlers[signal_name].append(receiver)
             for app in list(self._apps):
                 signal.connect(receiver, sender=app, weak=False)
             return receiver
@@ -116,8 +137,32 @@ class PosWeb:
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = read_settings(app.config, app.instance_path)
-        app.extensions["posweb"] = PosWebState(self, app, settings)
+        posweb_state = PosWebState(self, app, settings)
+        app.extensions["posweb"] = posweb_state
         for name, receivers in self._handlers.items():
             for receiver in receivers:
                 self._signal(name).connect(receiver, sender=app, weak=False)
         self._apps.add(app)
+        warn_if_unthrottled(posweb_state)
+
+    def _mounted(self, state: BlueprintSetupState) -> None:
+        """Remember where the blueprint is mounted (every registration)."""
+        get_state(t.cast(Flask, state.app)).prefixes.append(state.url_prefix or "/")
+
+
+def _check_signature(receiver: t.Callable[..., t.Any], signal: str, keywords: tuple[str, ...]) -> None:
+    """Fail at decoration, not at the first delivery: a receiver is called as
+    ``receiver(app, **keywords)`` (and should take ``**extra`` for later ones)."""
+    try:
+        parameters = inspect.signature(receiver)
+    except (TypeError, ValueError):  # a builtin or a C callable: trust it
+        return
+    try:
+        parameters.bind(object(), **dict.fromkeys(keywords))
+    except TypeError:
+        listed = ", ".join(keywords)
+        raise TypeError(
+            f"{getattr(receiver, '__qualname__', receiver)!r} cannot receive {signal!r}: a "
+            f"receiver is called with the sender and the keyword arguments {listed}; "
+            f"define it as def {getattr(receiver, '__name__', 'receiver')}(sender, {listed}, **extra)."
+        ) from None

@@ -1,12 +1,19 @@
 """From raw bytes to a validated body: parsing and validation, no Flask.
 
+Text is strict (RFC 8259): a body is UTF-8 (a leading byte-order mark is
+ignored), and a ``\\uD800``-style escape of a lone surrogate, valid ASCII but
+not text, is refused like invalid bytes. Numbers with a fraction or an
+exponent become :class:`~decimal.Decimal`: money never passes through a float.
+
 .. versionadded:: 0.1
 """
 
 from __future__ import annotations
 
+import codecs
 import decimal
 import json
+import re
 import typing as t
 
 import marshmallow as ma
@@ -14,8 +21,10 @@ import marshmallow as ma
 from .exceptions import PayloadError
 from .exceptions import UnsupportedMediaTypeError
 from .exceptions import ValidationFailedError
+from .schemas.loading import Loaded
+from .schemas.loading import flatten_errors
 
-__all__ = ["check_json", "flatten_errors", "load", "parse", "validated"]
+__all__ = ["check_json", "load", "parse", "validated"]
 
 
 def check_json(mimetype: str | None) -> None:
@@ -30,24 +39,74 @@ def _no_constants(name: str) -> t.NoReturn:
 
 #: Built once: ``json.loads`` with options builds a decoder on every call.
 _DECODER = json.JSONDecoder(parse_float=decimal.Decimal, parse_constant=_no_constants)
+#: An escape that may stand for half of a surrogate pair (checked only then).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def decode(raw: bytes) -> str:
+    """The body as text.
+
+    :raises PayloadError: not UTF-8 (UTF-16 and UTF-32 included).
+    """
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    elif json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
+        raise PayloadError("The body must be UTF-8 (RFC 8259), not UTF-16 or UTF-32.")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"The body is not valid UTF-8: invalid byte at offset {exc.start}.") from None
 
 
 def parse(raw: bytes) -> dict[str, t.Any]:
-    """Parse a body that must be one JSON object.
+    """Parse a body that must be one JSON object of valid text.
 
-    Numbers with a fraction become :class:`~decimal.Decimal`: money must never
-    pass through a float. ``NaN`` and ``Infinity`` are refused.
-
-    :raises PayloadError: not JSON, or not an object.
+    :raises PayloadError: not UTF-8, not JSON, not an object, or a lone surrogate.
     """
+    text = decode(raw)
     try:
-        # As json.loads(bytes): UTF-8, -16 or -32, told apart by the first bytes.
-        body = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge ints
+        body = _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
         raise PayloadError(f"The body is not valid JSON: {_reason(exc)}") from None
     if not isinstance(body, dict):
         raise PayloadError(f"The body must be a JSON object, not {_json_type(body)}.")
+    if _SURROGATE_ESCAPE.search(raw):
+        path = _lone_surrogate(body)
+        if path is not None:
+            raise PayloadError(
+                f"The body is not valid text: a \\u escape at {path or 'a key'} stands for a "
+                "lone surrogate (U+D800 to U+DFFF)."
+            )
     return body
+
+
+def _lone_surrogate(value: t.Any, path: str = "") -> str | None:
+    """The path of the first string (or key) holding a lone surrogate, if any.
+
+    JSON turns an escaped surrogate *pair* into one character; only a half of
+    one survives as a surrogate, which no UTF-8 encoder accepts.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "$"
+        return None
+    items: t.Iterable[tuple[t.Any, t.Any]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and _lone_surrogate(key, where) is not None:
+            return where
+        found = _lone_surrogate(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 def _reason(exc: Exception) -> str:
@@ -55,7 +114,7 @@ def _reason(exc: Exception) -> str:
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}."
     if isinstance(exc, RecursionError):
         return "nested too deeply."
-    return "it cannot be decoded."
+    return "a number has too many digits." if "digits" in str(exc) else "it cannot be decoded."
 
 
 def _json_type(value: t.Any) -> str:
@@ -64,47 +123,36 @@ def _json_type(value: t.Any) -> str:
 
 
 class Loader(t.Protocol):
-    """An event type or a schema: anything that loads a parsed body."""
+    """An event type or a loyalty call: anything that loads a parsed body."""
 
-    def load(self, body: t.Any) -> t.Any: ...
+    def load(self, body: t.Any, *, strict: bool = False) -> Loaded: ...
 
 
-def load(loader: Loader, body: dict[str, t.Any]) -> dict[str, t.Any]:
+def load(loader: Loader, body: dict[str, t.Any], *, strict: bool = False) -> Loaded:
     """Validate a parsed body against its event's (or call's) schema.
 
     :raises ValidationFailedError: with ``{field path: [messages]}``.
     """
     try:
-        return t.cast(dict[str, t.Any], loader.load(body))
+        return loader.load(body, strict=strict)
     except ma.ValidationError as exc:
-        raise ValidationFailedError(flatten_errors(exc.normalized_messages())) from exc  # type: ignore[no-untyped-call]
+        messages = exc.normalized_messages()  # type: ignore[no-untyped-call]
+        raise ValidationFailedError(flatten_errors(messages)) from exc
 
 
 def validated(
-    loader: Loader, raw: bytes, mimetype: str | None = "application/json"
-) -> dict[str, t.Any]:
+    loader: Loader,
+    raw: bytes,
+    mimetype: str | None = "application/json",
+    *,
+    strict: bool = False,
+) -> Loaded:
     """The whole way from a request body to validated data: declared JSON, one
-    object, valid for ``loader``.
+    object of valid text, valid for ``loader``.
 
+    :param strict: refuse bodies lacking marked fields even where the marks
+        are uncertain (``POSWEB_STRICT_PRESENCE``).
     :raises WebhookError: 415, 400 or 422 (see :func:`check_json`, :func:`parse`, :func:`load`).
     """
     check_json(mimetype)
-    return load(loader, parse(raw))
-
-
-def flatten_errors(messages: t.Any, prefix: str = "") -> dict[str, list[str]]:
-    """marshmallow's nested messages as ``{"Customer.Email": [...], "Variants.0.Code": [...]}``.
-
-    Paths use DealPOS's field names; list items are numbered from 0.
-    """
-    if not isinstance(messages, dict):
-        items = messages if isinstance(messages, list) else [messages]
-        return {prefix or ma.exceptions.SCHEMA: [str(item) for item in items]}
-    flat: dict[str, list[str]] = {}
-    for key, value in messages.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if key == ma.exceptions.SCHEMA and prefix:
-            path = prefix
-        for sub_path, sub_messages in flatten_errors(value, path).items():
-            flat.setdefault(sub_path, []).extend(sub_messages)
-    return flat
+    return load(loader, parse(raw), strict=strict)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import difflib
 import importlib.resources
 import json
 import typing as t
@@ -17,13 +18,26 @@ import urllib.request
 from flask import current_app
 from flask import url_for
 
+from .auth.verification import ApiKeyVerifier
+from .auth.verification import BasicVerifier
+from .auth.verification import BearerVerifier
+from .exceptions import PosWebError
 from .exceptions import UnknownEventError
 from .state import get_state
-from .verification import ApiKeyVerifier
-from .verification import BasicVerifier
-from .verification import BearerVerifier
 
-__all__ = ["Result", "auth_headers", "basic_header", "sample", "sample_names", "send"]
+__all__ = [
+    "Result",
+    "SendError",
+    "auth_headers",
+    "basic_header",
+    "sample",
+    "sample_names",
+    "send",
+]
+
+
+class SendError(PosWebError):
+    """The server could not be reached, or refused the credentials' token request."""
 
 USER_AGENT = "Flask-PosWeb send (as DealPOS)"
 
@@ -48,15 +62,23 @@ def sample_names() -> list[str]:
 def sample(name: str) -> bytes:
     """The built-in sample payload of an event or loyalty call.
 
-    :raises UnknownEventError: no sample by that name.
+    :raises UnknownEventError: no sample by that name, with the closest names.
     """
     path = importlib.resources.files("flask_posweb") / "samples" / f"{name}.json"
     if not path.is_file():
-        raise UnknownEventError(f"No sample for {name!r}; known: {', '.join(sample_names())}.")
+        close = difflib.get_close_matches(name, sample_names(), n=3)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownEventError(
+            f"No event or loyalty call {name!r}; {hint or 'flask posweb events lists them.'}"
+        )
     return path.read_bytes()
 
 
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Result:
+    """POST and return the answer, whatever its status.
+
+    :raises SendError: the server could not be reached (one line, no traceback).
+    """
     request = urllib.request.Request(
         url, data=body, method="POST", headers={"User-Agent": USER_AGENT, **headers}
     )
@@ -65,6 +87,9 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Res
             return Result(response.status, response.reason, response.read())
     except urllib.error.HTTPError as error:
         return Result(error.code, error.reason, error.read())
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise SendError(f"Could not reach {url}: {reason}. Is the app running there?") from None
 
 
 def _endpoint_url(name: str, url: str) -> str:
@@ -120,7 +145,9 @@ def _http_token(base_url: str, timeout: float) -> t.Callable[[str, str], str]:
         }
         result = _post(_endpoint_url("oauth_token", base_url), TOKEN_FORM, headers, timeout)
         if result.status != 200:
-            raise RuntimeError(f"The token URL answered {result.status}: {result.body!r}")
+            raise SendError(
+                f"The token URL answered {result.status}: {result.body.decode('utf-8', 'replace')}"
+            )
         return str(json.loads(result.body)["access_token"])
 
     return fetch

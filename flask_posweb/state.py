@@ -11,13 +11,17 @@ from flask import Flask
 from flask import current_app
 
 from .config import Settings
-from .dispatch import Dispatcher
+from .dispatch.dispatcher import Dispatcher
+from .dispatch.modes import MODES
+from .dispatch.modes import Mode
+from .dispatch.runner import BackgroundRunner
 from .exceptions import ConfigurationError
 from .inbox import Inbox
-from .runner import BackgroundRunner
+from .loyalty.memory import LoyaltyMemory
 
 if t.TYPE_CHECKING:
     from .extension import PosWeb
+    from .web.throttle import Throttle
 
 __all__ = ["PosWebState", "get_state"]
 
@@ -32,19 +36,38 @@ class PosWebState:
         self.extension = extension
         self.app = app
         self.settings = settings
+        self.mode: Mode = _mode(settings.dispatch)()
         self.inbox: Inbox | None = None
         self.dispatcher: Dispatcher | None = None
+        self.loyalty: LoyaltyMemory | None = None
         self.background: BackgroundRunner | None = None
+        #: Failed token requests, when the app has Flask-Limiter (see ``web/throttle.py``).
+        self.throttle: Throttle | None = None
+        #: Where the blueprint is mounted on this app; requests under these
+        #: prefixes that match no route are answered in JSON.
+        self.prefixes: list[str] = []
+        #: Under these, routing errors are left to the host (HTML pages of ours).
+        self.html_prefixes: list[str] = []
         if settings.inbox:
+            # No URL with TESTING on: a private temporary file per app object.
             self.inbox = Inbox.from_url(
-                settings.database_url,
-                settings.database_timeout,
-                rejected_max_count=settings.rejected_max_count,
-                rejected_max_age=settings.rejected_max_age,
+                settings.database_url or "sqlite://",
+                timeout=settings.database_timeout,
+                name=settings.inbox_name,
+                duplicate_window=settings.duplicate_window,
             )
             self.dispatcher = Dispatcher(app, self.inbox, settings)
-            if settings.dispatch != "worker":
+            self.loyalty = LoyaltyMemory(self.inbox)
+            if self.mode.background and not settings.testing:
                 self.background = BackgroundRunner(self)
+
+    def answers_for(self, path: str) -> bool:
+        """Whether a request for ``path`` that matched no route is ours to answer."""
+
+        def under(prefix: str) -> bool:
+            return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+        return any(map(under, self.prefixes)) and not any(map(under, self.html_prefixes))
 
     def close(self) -> None:
         """Stop the background dispatcher and close the inbox's connections."""
@@ -70,6 +93,19 @@ class PosWebState:
         self.require_inbox()
         assert self.dispatcher is not None
         return self.dispatcher
+
+    def housekeep(self) -> dict[str, int]:
+        """Apply every retention rule once (deliveries, duplicate scopes, loyalty answers)."""
+        deleted = self.require_inbox().housekeep(self.settings.retention)
+        assert self.loyalty is not None
+        deleted["loyalty answers"] = self.loyalty.housekeep(self.settings.loyalty_retention)
+        return deleted
+
+
+def _mode(name: str) -> type[Mode]:
+    if name == "celery" and name not in MODES:
+        from .dispatch import celery  # noqa: F401  (registers the mode: imports Celery)
+    return MODES[name]
 
 
 def get_state(app: Flask | None = None) -> PosWebState:

@@ -28,15 +28,16 @@ from flask import url_for
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from .dispatch.runner import Runner
 from .events import EVENTS
 from .events import WebhookEvent
-from .runner import Runner
+from .inbox import Filter
 from .sending import auth_headers
 from .sending import basic_header
 from .sending import sample
 from .state import get_state
 
-__all__ = ["PosWebClient", "captured_events", "captured_signals", "drain", "sample"]
+__all__ = ["PosWebClient", "Sent", "captured_events", "captured_signals", "drain", "sample"]
 
 Payload = Mapping[str, t.Any] | bytes | str | None
 
@@ -101,16 +102,26 @@ class PosWebClient(FlaskClient):
         return str(response.json["access_token"])  # type: ignore[index]
 
 
+class Sent(t.NamedTuple):
+    """One signal sent, as :func:`captured_signals` records it.
+
+    .. versionadded:: 0.2
+    """
+
+    #: The signal's name (``"webhook_dead"``).
+    name: str
+    #: Its keyword arguments (``{"event": ..., "failed": [...]}``).
+    kwargs: dict[str, t.Any]
+
+
 @contextlib.contextmanager
-def captured_signals(
-    app: Flask, *signals: NamedSignal
-) -> Iterator[list[tuple[str, dict[str, t.Any]]]]:
-    """Record ``(signal name, keyword arguments)`` for each of ``signals`` sent by ``app``."""
-    sent: list[tuple[str, dict[str, t.Any]]] = []
+def captured_signals(app: Flask, *signals: NamedSignal) -> Iterator[list[Sent]]:
+    """Record each of ``signals`` sent by ``app``, in order, as a :class:`Sent`."""
+    sent: list[Sent] = []
 
     def recorder(name: str) -> t.Callable[..., None]:
         def record(sender: Flask, **kwargs: t.Any) -> None:
-            sent.append((name, kwargs))
+            sent.append(Sent(name, kwargs))
 
         return record
 
@@ -136,6 +147,14 @@ def captured_events(app: Flask, *names: str) -> Iterator[list[WebhookEvent]]:
         yield events
 
 
-def drain(app: Flask) -> int:
-    """Dispatch every due delivery of ``app`` now, as ``flask posweb worker --once``."""
-    return Runner(get_state(app)).drain()
+def drain(app: Flask, *, failed: bool = True) -> int:
+    """Dispatch every due delivery of ``app`` now, as ``flask posweb worker --once``.
+
+    :param failed: also run failed deliveries now, without waiting for their
+        backoff (a test that checks retries need not sleep).
+    :returns: how many deliveries were dispatched.
+    """
+    state = get_state(app)
+    if failed:
+        state.require_inbox().hurry(Filter())
+    return Runner(state).drain()

@@ -6,6 +6,7 @@ Store tests run on SQLite, and also on PostgreSQL when
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import pathlib
 import threading
@@ -18,13 +19,18 @@ import sqlalchemy as sa
 from flask import Flask
 
 from flask_posweb import PosWeb
-from flask_posweb.database import deliveries
+from flask_posweb.inbox import Inbox
+from flask_posweb.inbox import ReceiverSet
+from flask_posweb.inbox.database import metadata
+from flask_posweb.inbox.migrations import VERSION_TABLE
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
 
 HERE = pathlib.Path(__file__).parent
 PG_URL = os.environ.get("POSWEB_TEST_DATABASE_URL")
 DATABASES = ["sqlite", *(["postgresql"] if PG_URL else [])]
+#: A key long enough for the configuration's check (16 characters or more).
+KEY = "test-key-0123456789"
 
 MakeApp = Callable[..., Flask]
 
@@ -35,12 +41,13 @@ def payload_bytes(name: str) -> bytes:
 
 
 def reset_postgresql(url: str) -> None:
-    """Drop the inbox table of the test server (shared by every test; it is created again)."""
+    """Drop the inbox's tables from the test server (they are created again on first use)."""
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.begin() as connection:
-            if sa.inspect(connection).has_table(deliveries.name):
-                connection.execute(sa.text(f"DROP TABLE {deliveries.name}"))
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(sa.text(f"DROP TABLE IF EXISTS {table.name} CASCADE"))
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {VERSION_TABLE}"))
     finally:
         engine.dispose()
 
@@ -54,6 +61,24 @@ def run_together(target: Callable[[], None], count: int) -> None:
         thread.join()
 
 
+class Clock:
+    """Time that tests move by hand, instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 1, 1, 12, 0, 0)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
     """The inbox database of a store test: SQLite, then PostgreSQL when available."""
@@ -65,6 +90,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> str:
 
 
 @pytest.fixture
+def inbox(database_url: str, clock: Clock) -> Iterator[Inbox]:
+    """An inbox on each database, with a clock the test moves."""
+    store = Inbox.from_url(database_url, clock=clock)
+    yield store
+    store.close()
+
+
+#: The receivers most store tests pretend the receiving app had.
+LEDGER = ReceiverSet("payment_created", frozenset({"ledger"}))
+
+
+@pytest.fixture
 def posweb() -> PosWeb:
     """A fresh extension: its receivers reach only the apps of this test."""
     return PosWeb()
@@ -72,14 +109,17 @@ def posweb() -> PosWeb:
 
 @pytest.fixture
 def make_app(tmp_path: pathlib.Path, posweb: PosWeb) -> Iterator[MakeApp]:
-    """Build apps with ``posweb`` registered; each is closed after the test."""
+    """Build apps with ``posweb`` registered; each is closed after the test.
+
+    Each app gets its own inbox file unless ``POSWEB_DATABASE_URL`` is given.
+    """
     apps: list[Flask] = []
 
     def make(**config: t.Any) -> Flask:
         app = Flask(__name__, instance_path=str(tmp_path / f"instance{len(apps)}"))
         app.config.update(
             TESTING=True,
-            POSWEB_API_KEYS=["test-key"],
+            POSWEB_API_KEYS=[KEY],
             POSWEB_DATABASE_URL=f"sqlite:///{tmp_path / f'inbox{len(apps)}.sqlite3'}",
         )
         app.config.update(config)

@@ -54,7 +54,7 @@ def slow(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
 def create_app() -> Flask:
     app = Flask(__name__, instance_path=os.environ["FAULT_INSTANCE"])
     app.config.update(
-        POSWEB_API_KEYS=["fault-key"],
+        POSWEB_API_KEYS=["fault-key-0123456789"],
         POSWEB_DATABASE_URL=os.environ["FAULT_DATABASE_URL"],
         POSWEB_DISPATCH=os.environ.get("FAULT_DISPATCH", "worker"),
         POSWEB_LEASE=float(os.environ.get("FAULT_LEASE", "120")),

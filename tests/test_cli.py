@@ -1,23 +1,25 @@
-"""``flask posweb ...``: events, send, worker, list, show, replay, prune."""
+"""``flask posweb ...``: events, send, worker, list, show, replay, prune, db."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import socket
 import threading
 import typing as t
 from collections.abc import Iterator
 
 import click
 import pytest
+from click.testing import Result
 from flask import Flask
 from werkzeug.serving import make_server
 
 from flask_posweb import EVENTS
 from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
-from flask_posweb.cli import parse_duration
 from flask_posweb.cli import parse_moment
+from flask_posweb.durations import parse_duration
 from flask_posweb.inbox import utcnow
 from flask_posweb.loyalty import CALLS
 from flask_posweb.state import get_state
@@ -27,8 +29,9 @@ from flask_posweb.testing import captured_events
 from .conftest import MakeApp
 
 
-def run(app: Flask, *args: str) -> click.testing.Result:
-    return app.test_cli_runner().invoke(args=["posweb", *args], catch_exceptions=False)
+def run(app: Flask, *args: str) -> Result:
+    """Run a command the way a user does: errors are part of the output."""
+    return app.test_cli_runner().invoke(args=["posweb", *args])
 
 
 @pytest.fixture
@@ -42,21 +45,33 @@ def server(make_app: MakeApp) -> Iterator[tuple[Flask, str]]:
     httpd.shutdown()
 
 
-def test_events_lists_every_event_with_its_url_and_signal(app: Flask) -> None:
+def test_events_lists_every_url_to_paste(app: Flask) -> None:
     result = run(app, "events", "--base-url", "https://shop.example.com")
-    assert result.exit_code == 0
+    assert result.exit_code == 0 and result.stderr == ""
+    lines = result.stdout.splitlines()
     for event in EVENTS.values():
-        line = next(
-            line for line in result.output.splitlines() if line.startswith(event.name + " ")
-        )
+        line = next(line for line in lines if line.startswith(event.name + " "))
         assert f"https://shop.example.com/dealpos{event.url_rule}" in line
         assert f"flask_posweb.signals.{event.name}" in line
         assert ("(provisional)" in line) == event.provisional
+    for call in CALLS.values():
+        assert any(f"https://shop.example.com/dealpos{call.url_rule}" in line for line in lines)
+    assert any("https://shop.example.com/dealpos/oauth/token" in line for line in lines)
+
+
+def test_events_says_when_the_base_url_is_a_guess(app: Flask) -> None:
+    result = run(app, "events")
+    assert "Warning: no --base-url" in result.stderr
+    assert "http://localhost:5000/dealpos/payment-created" in result.stdout
+    app.config["SERVER_NAME"] = "shop.example.com"
+    named = run(app, "events")
+    assert named.stderr == "" and "http://shop.example.com/dealpos/payment-created" in named.stdout
 
 
 def test_events_json(app: Flask) -> None:
-    rows = json.loads(run(app, "events", "--json").output)
-    assert [row["name"] for row in rows] == list(EVENTS)
+    rows = json.loads(run(app, "events", "--json", "--base-url", "http://x").stdout)
+    events = [row for row in rows if row["kind"] == "event"]
+    assert [row["name"] for row in events] == list(EVENTS)
     by_name = {row["name"]: row for row in rows}
     assert (
         by_name["payment_written_off"].items()
@@ -67,7 +82,8 @@ def test_events_json(app: Flask) -> None:
             "signal": "flask_posweb.signals.payment_written_off",
         }.items()
     )
-    assert {row["group"] for row in rows} >= {"Bill", "Outlet", "Invoice Write Off", "Shift"}
+    assert by_name["loyalty_order_complete"]["path"] == "/dealpos/loyalty/order-complete"
+    assert by_name["oauth_token"]["url"] == "http://x/dealpos/oauth/token"
 
 
 def test_send_posts_a_sample_as_dealpos_would(server: tuple[Flask, str]) -> None:
@@ -75,7 +91,7 @@ def test_send_posts_a_sample_as_dealpos_would(server: tuple[Flask, str]) -> None
     with captured_events(app) as events:
         result = run(app, "send", "payment_written_off", "--url", url)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("200 OK")
+    assert result.stdout.startswith("200 OK")
     assert [e.name for e in events] == ["payment_written_off"]
     assert events[0].headers["User-Agent"].startswith("Flask-PosWeb send")
     assert "X-Api-Key" not in events[0].headers  # credentials are never stored
@@ -97,18 +113,16 @@ def test_send_reports_a_refusal_and_fails(server: tuple[Flask, str], tmp_path: t
     app, url = server
     payload = tmp_path / "bad.json"
     payload.write_text("{}")
-    result = app.test_cli_runner().invoke(
-        args=["posweb", "send", "payment_created", str(payload), "--url", url]
-    )
-    assert result.exit_code == 1 and result.output.startswith("422")
-    wrong = app.test_cli_runner().invoke(
-        args=["posweb", "send", "payment_created", "--url", url, "--key", "wrong"]
-    )
-    assert wrong.exit_code == 1 and wrong.output.startswith("401")
+    result = run(app, "send", "payment_created", str(payload), "--url", url)
+    assert result.exit_code == 1 and result.stdout.startswith("422")
+    wrong = run(app, "send", "payment_created", "--url", url, "--key", "wrong")
+    assert wrong.exit_code == 1 and wrong.stdout.startswith("401")
 
 
 def test_send_fetches_an_oauth_token_first(make_app: MakeApp) -> None:
-    app = make_app(POSWEB_API_KEYS=[], POSWEB_OAUTH_CLIENTS={"dealpos": "s"}, SECRET_KEY="k")
+    app = make_app(
+        POSWEB_API_KEYS=[], POSWEB_OAUTH_CLIENTS={"dealpos": "s" * 16}, SECRET_KEY="k" * 16
+    )
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
@@ -117,7 +131,7 @@ def test_send_fetches_an_oauth_token_first(make_app: MakeApp) -> None:
         )
     finally:
         httpd.shutdown()
-    assert result.output.startswith("200 OK"), result.output
+    assert result.stdout.startswith("200 OK"), result.output
 
 
 @pytest.mark.parametrize("call", list(CALLS))
@@ -131,12 +145,43 @@ def test_send_covers_the_loyalty_calls(
     posweb.loyalty.order_complete(lambda c: 8)
     posweb.loyalty.validate_coupon(lambda c: Coupon("value", 9))
     result = run(app, "send", f"loyalty_{call}", "--url", url)
-    assert result.output.startswith("200 OK"), result.output
+    assert result.stdout.startswith("200 OK"), result.output
 
 
-def test_send_an_unknown_event(app: Flask) -> None:
-    result = app.test_cli_runner().invoke(args=["posweb", "send", "payment_create"])
-    assert result.exit_code != 0 and "No sample for 'payment_create'" in str(result.exception)
+def test_an_unknown_event_is_one_line_with_a_suggestion(app: Flask) -> None:
+    result = run(app, "send", "payment_create")
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: No event or loyalty call 'payment_create'; did you mean ")
+    assert "'payment_created'" in line
+
+
+def test_a_closed_port_is_one_line(app: Flask) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run(app, "send", "payment_created", "--url", f"http://127.0.0.1:{port}")
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Could not reach http://127.0.0.1:" in result.stderr and "Traceback" not in result.output
+
+
+def test_help_texts_are_plain(app: Flask) -> None:
+    for command in ("replay", "send", "prune", "worker"):
+        text = run(app, command, "--help").stdout
+        assert "``" not in text and ":param" not in text, command
+    assert "[FILE]" in run(app, "send", "--help").stdout
+
+
+def test_a_bad_time_says_which_forms_work(app: Flask) -> None:
+    result = run(app, "list", "--since", "yesterday")
+    assert result.exit_code == 2
+    assert "an ISO date or date-time" in result.stderr and "duration ago" in result.stderr
+
+
+def test_a_misspelt_status_suggests_the_right_one(app: Flask) -> None:
+    result = run(app, "list", "--status", "proccessed")
+    assert result.exit_code == 2 and "Did you mean 'processed'?" in result.stderr
 
 
 # -- the inbox ----------------------------------------------------------------------
@@ -147,8 +192,12 @@ def busy_app(make_app: MakeApp, posweb: PosWeb) -> Flask:
     """An inbox with one processed, one failed and one rejected delivery."""
     app = make_app()
 
+    @posweb.on("payment_created")
+    def ledger(sender: Flask, event: WebhookEvent[t.Any], **extra: t.Any) -> None:
+        pass
+
     @posweb.on("invoice_created")
-    def fails(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
+    def fails(sender: Flask, event: WebhookEvent[t.Any], **extra: t.Any) -> None:
         if not event.is_replay:
             raise RuntimeError("the ERP is down")
 
@@ -160,78 +209,94 @@ def busy_app(make_app: MakeApp, posweb: PosWeb) -> Flask:
 
 
 def test_list(busy_app: Flask) -> None:
-    output = run(busy_app, "list").output
-    assert output.splitlines()[-1] == "-- inbox: 1 failed, 1 processed, 1 rejected"
-    failed = json.loads(run(busy_app, "list", "--status", "failed", "--json").output)
+    lines = run(busy_app, "list").stdout.splitlines()
+    assert lines[-1] == "-- inbox: 1 failed, 1 processed, 1 rejected"
+    failed_line = next(line for line in lines if line.split()[0] == "2")
+    assert " UTC " in failed_line and failed_line.endswith("1 attempt  next " + failed_line.split("next ")[1])
+    assert failed_line.split("next ")[1].endswith(" UTC")
+    failed = json.loads(run(busy_app, "list", "--status", "failed", "--json").stdout)
     assert [(d["id"], d["event"], d["attempts"]) for d in failed] == [(2, "invoice_created", 1)]
-    events = json.loads(run(busy_app, "list", "--event", "payment_created", "--json").output)
+    assert failed[0]["received_at"].endswith("+00:00")
+    assert failed[0]["failed_receivers"] == ["busy_app.<locals>.fails"]
+    events = json.loads(run(busy_app, "list", "--event", "payment_created", "--json").stdout)
     assert [d["id"] for d in events] == [3, 1]
-    assert (
-        json.loads(run(busy_app, "list", "--since", "1h", "--limit", "1", "--json").output)[0]["id"]
-        == 3
-    )
-    assert json.loads(run(busy_app, "list", "--until", "1h", "--json").output) == []
+    assert [d["id"] for d in json.loads(run(busy_app, "list", "--before", "3", "--json").stdout)] == [2, 1]
+    newest = json.loads(run(busy_app, "list", "--since", "1h", "--limit", "1", "--json").stdout)
+    assert newest[0]["id"] == 3
+    assert json.loads(run(busy_app, "list", "--until", "1h", "--json").stdout) == []
 
 
 def test_show(busy_app: Flask) -> None:
-    text = run(busy_app, "show", "2").output
-    assert "status:          failed" in text
+    text = run(busy_app, "show", "2").stdout
+    assert "status:          failed" in text and "UTC" in text
     assert "RuntimeError: the ERP is down" in text and "Traceback" in text
-    details = json.loads(run(busy_app, "show", "3", "--json").output)
+    details = json.loads(run(busy_app, "show", "3", "--json").stdout)
     assert details["status"] == "rejected" and details["body"] == '{"ID": "half"}'
     assert details["errors"]["InvoiceID"] == ["Missing data for required field."]
     assert details["headers"]["X-Trace"] == "abc"
     assert not {"X-Api-Key", "Authorization"} & set(details["headers"])
-    missing = busy_app.test_cli_runner().invoke(args=["posweb", "show", "99"])
-    assert missing.exit_code == 1 and "No delivery 99" in missing.output
+    missing = run(busy_app, "show", "99")
+    assert missing.exit_code == 1 and missing.stderr.strip() == "Error: No delivery 99 in this inbox."
 
 
 def test_replay_one_and_all_failed(busy_app: Flask) -> None:
-    assert run(busy_app, "replay", "2").output.strip() == "1 replayed: 1 processed"
+    assert run(busy_app, "replay", "2").stdout.strip() == "1 delivery replayed: 1 processed."
     inbox = get_state(busy_app).require_inbox()
     delivery = inbox.get(2)
     assert delivery is not None and delivery.status == "processed" and delivery.replay
-    assert run(busy_app, "replay", "--failed").output.strip() == "0 replayed: none"
+    assert run(busy_app, "replay", "--failed").stdout.strip() == (
+        "0 deliveries replayed: nothing to do."
+    )
 
 
 def test_replay_rejected_validates_again(busy_app: Flask) -> None:
-    assert run(busy_app, "replay", "--rejected").output.strip() == "1 replayed: 1 rejected"
+    assert run(busy_app, "replay", "--rejected").stdout.strip() == "1 delivery replayed: 1 rejected."
 
 
 def test_replay_a_time_range_of_processed_deliveries(busy_app: Flask) -> None:
     since = (utcnow() - dt.timedelta(minutes=5)).isoformat()
-    with captured_events(busy_app) as events:
-        output = run(busy_app, "replay", "--status", "processed", "--since", since).output
-    assert output.strip() == "1 replayed: 1 processed"
+    with captured_events(busy_app, "payment_created") as events:
+        output = run(busy_app, "replay", "--status", "processed", "--since", since).stdout
+    assert output.strip() == "1 delivery replayed: 1 processed."
     assert [(e.id, e.is_replay) for e in events] == [(1, True)]
 
 
 def test_replay_needs_a_choice(busy_app: Flask) -> None:
-    result = busy_app.test_cli_runner().invoke(args=["posweb", "replay"])
-    assert result.exit_code == 2 and "Say what to replay" in result.output
+    result = run(busy_app, "replay")
+    assert result.exit_code == 2 and "Say what to replay" in result.stderr
 
 
-def test_replay_shows_progress_for_many(make_app: MakeApp) -> None:
+def test_replay_shows_progress_for_many(make_app: MakeApp, posweb: PosWeb) -> None:
     app = make_app(POSWEB_DISPATCH="worker")
+    posweb.on("outlet_created")(lambda sender, event, **extra: None)
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
     for n in range(25):
         client.deliver("outlet_created", {"ID": str(n)})
-    output = run(app, "replay", "--status", "pending").output
+    output = run(app, "replay", "--status", "pending").stdout
     assert output.startswith("Replaying")  # a progress bar (drawn in full on a terminal)
-    assert output.strip().endswith("25 replayed: 25 processed")
+    assert output.strip().endswith("25 deliveries replayed: 25 processed.")
 
 
-def test_worker_once(make_app: MakeApp) -> None:
+def test_worker_once(make_app: MakeApp, posweb: PosWeb) -> None:
     app = make_app(POSWEB_DISPATCH="worker")
+    posweb.on("payment_created")(lambda sender, event, **extra: None)
     app.test_client().deliver("payment_created")  # type: ignore[attr-defined]
-    assert run(app, "worker", "--once").output.strip() == "1 deliveries dispatched."
+    assert run(app, "worker", "--once").stdout.strip() == "1 delivery dispatched."
     assert get_state(app).require_inbox().counts()["processed"] == 1
 
 
 def test_prune(busy_app: Flask) -> None:
-    assert run(busy_app, "prune").output.startswith("0 processed deliveries older than 30 days")
-    assert run(busy_app, "prune", "--older-than", "0s").output.startswith("1 processed")
+    first = run(busy_app, "prune").stdout
+    assert first.startswith("Deleted 0 processed deliveries and 0 unhandled older than 30 days,")
+    assert "0:00" not in first
+    second = run(busy_app, "prune", "--older-than", "0s").stdout
+    assert second.startswith("Deleted 1 processed delivery and 0 unhandled older than 0 seconds,")
     assert get_state(busy_app).require_inbox().counts()["processed"] == 0
+
+
+def test_db_current(app: Flask) -> None:
+    app.test_client().deliver("outlet_created")  # type: ignore[attr-defined]
+    assert run(app, "db", "current").stdout.strip().endswith("needs 0002: up to date.")
 
 
 @pytest.mark.parametrize(
@@ -244,7 +309,7 @@ def test_durations(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "soon", "5 parsecs", "12"])
 def test_bad_durations(text: str) -> None:
-    with pytest.raises(click.BadParameter):
+    with pytest.raises(ValueError, match="is not a duration like"):
         parse_duration(text)
 
 
@@ -252,3 +317,5 @@ def test_moments() -> None:
     assert parse_moment("2026-11-27T10:00:00+07:00") == dt.datetime(2026, 11, 27, 3)
     assert parse_moment("2026-11-27") == dt.datetime(2026, 11, 27)
     assert abs((utcnow() - parse_moment("2h")).total_seconds() - 7200) < 5
+    with pytest.raises(click.BadParameter, match="duration ago"):
+        parse_moment("yesterday")

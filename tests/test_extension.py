@@ -48,7 +48,7 @@ def test_a_factory_makes_independent_apps(make_app: MakeApp, posweb: PosWeb) -> 
 def test_each_extension_reaches_only_its_apps(make_app: MakeApp, tmp_path: t.Any) -> None:
     own = make_app()
     other_app = Flask(__name__, instance_path=str(tmp_path / "other"))
-    other_app.config.update(POSWEB_API_KEYS=["test-key"], TESTING=True)
+    other_app.config.update(POSWEB_API_KEYS=["test-key-0123456789"], TESTING=True)
     other = PosWeb(other_app)
     other_app.test_client_class = PosWebClient
     calls: list[str] = []

@@ -33,7 +33,7 @@ from flask_posweb.sending import sample
 
 ROOT = pathlib.Path(__file__).parent.parent
 APP = "tests.fault_app:create_app"
-HEADERS = {"Content-Type": "application/json", "X-API-Key": "fault-key"}
+HEADERS = {"Content-Type": "application/json", "X-API-Key": "fault-key-0123456789"}
 
 pytestmark = pytest.mark.slow
 

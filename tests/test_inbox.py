@@ -1,363 +1,411 @@
-"""The store contract: the same tests on SQLite and on a real PostgreSQL server."""
+"""The store's contract, on SQLite and on PostgreSQL: leases, ids, retention,
+reads beside writes, and a store that cannot write.
+
+Time is a :class:`~tests.conftest.Clock` the tests move by hand.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
-import datetime as dt
+import contextlib
+import fcntl
+import os
 import threading
+import time
 import typing as t
-from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from flask_posweb.exceptions import StoreError
 from flask_posweb.inbox import Attempt
+from flask_posweb.inbox import Deadline
 from flask_posweb.inbox import Filter
 from flask_posweb.inbox import Inbox
-from flask_posweb.inbox import dedup_key
+from flask_posweb.inbox import Retention
 from flask_posweb.inbox import utcnow
+from flask_posweb.inbox.writer import SQLiteWriter
+
+from .conftest import LEDGER
+from .conftest import Clock
+from .conftest import run_together
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
+def admit(inbox: Inbox, body: bytes = b"{}", **kwargs: t.Any) -> t.Any:
+    return inbox.admit("payment_created", body, {"X": "1"}, receivers=LEDGER, **kwargs)
 
 
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def outcome(receiver: str, ok: bool, attempt: int = 1) -> Attempt:
+    return Attempt(receiver, attempt, 0, ok, None if ok else "Traceback...", utcnow(), 1.0)
 
 
-@pytest.fixture
-def inbox(database_url: str, clock: Clock) -> Iterator[Inbox]:
-    store = Inbox.from_url(database_url, rejected_max_count=3, rejected_max_age=3600, clock=clock)
-    yield store
-    store.close()
-
-
-def admit(inbox: Inbox, body: bytes = b'{"ID": "1"}', **kwargs: t.Any) -> t.Any:
-    return inbox.admit("payment_created", body, {"User-Agent": "DealPOS"}, **kwargs)
-
-
-def outcome(name: str, ok: bool, attempt: int = 1, generation: int = 0) -> Attempt:
-    return Attempt(name, attempt, generation, ok, None if ok else "Traceback...", utcnow(), 1.5)
-
-
-def test_admit_stores_once_per_event_and_body(inbox: Inbox) -> None:
-    first = admit(inbox)
-    again = admit(inbox)
-    other_event = inbox.admit("payment_deleted", b'{"ID": "1"}', {})
-    other_body = admit(inbox, b'{"ID": "2"}')
-    assert first.new and not again.new and other_event.new and other_body.new
-    assert again.delivery.id == first.delivery.id
-    assert first.delivery.dedup_key == dedup_key("payment_created", b'{"ID": "1"}')
-    stored = inbox.get(first.delivery.id)
-    assert stored is not None and stored.raw == b'{"ID": "1"}' and stored.status == "pending"
-    assert stored.headers == {"User-Agent": "DealPOS"}
+def test_admit_stores_a_pending_delivery(inbox: Inbox, clock: Clock) -> None:
+    admission = admit(inbox, b'{"a": 1}')
+    delivery = admission.delivery
+    assert admission.new and delivery.status == "pending" and delivery.inbox == "default"
+    assert delivery.raw == b'{"a": 1}' and delivery.headers == {"X": "1"}
+    assert delivery.receiver_set == LEDGER.key and delivery.attempts == 0
+    assert inbox.get(delivery.id) == delivery
 
 
 def test_concurrent_admissions_of_one_body_store_it_once(inbox: Inbox) -> None:
+    results: list[t.Any] = []
     barrier = threading.Barrier(8)
 
-    def race(_: int) -> bool:
+    def store() -> None:
         barrier.wait()
-        return bool(admit(inbox, b'{"race": true}').new)
+        results.append(admit(inbox, b'{"same": true}'))
 
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(race, range(8)))
-    assert results.count(True) == 1
+    run_together(store, 8)
+    assert sum(a.new for a in results) == 1
+    assert len({a.delivery.id for a in results}) == 1
     assert inbox.counts()["pending"] == 1
 
 
-def test_a_new_delivery_leased_to_the_request_is_not_taken_by_others(
-    inbox: Inbox, clock: Clock
-) -> None:
+def test_a_new_delivery_leased_to_the_request_is_not_taken_by_others(inbox: Inbox) -> None:
     delivery = admit(inbox, owner="request-1", lease=60).delivery
-    assert delivery.attempts == 1
-    assert inbox.claim_due("worker", 60) == []
-    assert inbox.claim(delivery.id, "worker", 60) is None
-    clock.advance(61)  # the request's process died: its lease ran out
-    taken = inbox.claim_due("worker", 60)
-    assert [d.id for d in taken] == [delivery.id] and taken[0].attempts == 2
+    assert delivery.locked_by == "request-1" and delivery.attempts == 1
+    assert inbox.claim_due("worker", 60, [LEDGER.key]) is None
+    assert inbox.claim(delivery.id, "worker", 60, [LEDGER.key]) is None
 
 
-def test_claim_due_takes_only_due_deliveries_oldest_first(inbox: Inbox, clock: Clock) -> None:
-    ids = [admit(inbox, f'{{"n": {n}}}'.encode()).delivery.id for n in range(5)]
-    first = inbox.claim_due("a", 60, limit=2)
-    second = inbox.claim_due("b", 60, limit=10)
-    assert [d.id for d in first] == ids[:2] and [d.id for d in second] == ids[2:]
-    assert inbox.claim_due("c", 60) == []
-    inbox.finish(
-        first[0],
-        "a",
-        [outcome("r", False)],
-        "failed",
-        next_attempt_at=clock() + dt.timedelta(seconds=30),
-    )
-    assert inbox.claim_due("c", 60) == []
+def test_claim_due_takes_due_deliveries_oldest_first(inbox: Inbox, clock: Clock) -> None:
+    first = admit(inbox, b"1").delivery
+    clock.advance(1)
+    second = admit(inbox, b"2").delivery
+    taken = inbox.claim_due("w", 60, [LEDGER.key])
+    assert taken is not None and taken.id == first.id and taken.attempts == 1
+    assert taken.locked_by == "w"
+    assert inbox.finish(taken, "w", [outcome("ledger", False)], "failed", retry_in=30)
+    again = inbox.claim_due("w", 60, [LEDGER.key])
+    assert again is not None and again.id == second.id  # the failed one is not due yet
     clock.advance(31)
-    assert [d.id for d in inbox.claim_due("c", 60)] == [ids[0]]
+    assert inbox.finish(again, "w", [], "processed")
+    retried = inbox.claim_due("w", 60, [LEDGER.key])
+    assert retried is not None and retried.id == first.id and retried.attempts == 2
+
+
+def test_only_deliveries_whose_receivers_a_dispatcher_has_are_taken(inbox: Inbox) -> None:
+    delivery = admit(inbox).delivery
+    assert inbox.claim_due("w", 60, ["another-set"]) is None
+    assert inbox.claim(delivery.id, "w", 60, ["another-set"]) is None
+    assert inbox.claim(delivery.id, "w", 60, ["another-set", LEDGER.key]) is not None
 
 
 def test_concurrent_dispatchers_never_share_a_delivery(inbox: Inbox) -> None:
-    for n in range(60):
-        admit(inbox, f'{{"n": {n}}}'.encode())
-    barrier = threading.Barrier(6)
+    ids = {admit(inbox, f"{n}".encode()).delivery.id for n in range(40)}
+    taken: list[int] = []
+    lock = threading.Lock()
 
-    def worker(name: str) -> list[int]:
-        barrier.wait()
-        taken: list[int] = []
-        while batch := inbox.claim_due(name, 60, limit=3):
-            taken.extend(d.id for d in batch)
-        return taken
+    def work() -> None:
+        while (delivery := inbox.claim_due(f"w{threading.get_ident()}", 60, [LEDGER.key])) is not None:
+            with lock:
+                taken.append(delivery.id)
 
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(worker, [f"w{i}" for i in range(6)]))
-    everything = [i for r in results for i in r]
-    assert len(everything) == len(set(everything)) == 60
+    run_together(work, 4)
+    assert sorted(taken) == sorted(ids)
 
 
 def test_finish_records_outcomes_and_releases_the_lease(inbox: Inbox) -> None:
     delivery = admit(inbox, owner="me", lease=60).delivery
-    assert inbox.finish(
-        delivery,
-        "me",
-        [outcome("a", True), outcome("b", False)],
-        "failed",
-        next_attempt_at=utcnow(),
-    )
-    stored = inbox.get(delivery.id)
-    assert stored is not None and stored.status == "failed" and stored.locked_by is None
-    assert inbox.succeeded(stored) == {"a"}
-    assert [(a.receiver, a.ok) for a in inbox.attempts_of(delivery.id)] == [
-        ("a", True),
-        ("b", False),
-    ]
+    assert inbox.finish(delivery, "me", [outcome("ledger", True)], "processed")
+    after = inbox.get(delivery.id)
+    assert after is not None and after.status == "processed" and after.locked_by is None
+    assert [(a.receiver, a.ok) for a in inbox.attempts(delivery.id)] == [("ledger", True)]
+    assert after.next_attempt_at is None
 
 
 def test_a_lost_lease_writes_nothing(inbox: Inbox, clock: Clock) -> None:
     delivery = admit(inbox, owner="slow", lease=10).delivery
     clock.advance(11)
-    assert inbox.claim(delivery.id, "fast", 60) is not None
-    assert not inbox.finish(delivery, "slow", [outcome("a", True)], "processed")
-    stored = inbox.get(delivery.id)
-    assert stored is not None and stored.locked_by == "fast" and stored.status == "pending"
-    # The dispatcher that took over decides; it runs receiver "a" again (at least once).
-    assert inbox.succeeded(stored) == set() and stored.outcomes == []
+    assert inbox.claim(delivery.id, "fast", 60, [LEDGER.key]) is not None
+    assert not inbox.finish(delivery, "slow", [outcome("ledger", True)], "processed")
+    after = inbox.get(delivery.id)
+    assert after is not None and after.status == "pending" and after.locked_by == "fast"
 
 
 def test_extend_renews_only_the_owners_lease(inbox: Inbox, clock: Clock) -> None:
     delivery = admit(inbox, owner="me", lease=10).delivery
     clock.advance(8)
     assert inbox.extend(delivery.id, "me", 10)
-    assert not inbox.extend(delivery.id, "someone", 10)
-    clock.advance(8)
-    assert inbox.claim(delivery.id, "other", 10) is None  # renewed: still mine
+    clock.advance(8)  # 16 s after the first lease: still mine, it was renewed
+    assert inbox.claim(delivery.id, "other", 60, [LEDGER.key]) is None
+    assert not inbox.extend(delivery.id, "other", 10)
 
 
-def test_reject_keeps_body_and_errors_and_is_bounded(inbox: Inbox, clock: Clock) -> None:
-    first = inbox.reject("payment_created", b"{}", {}, {"Amount": ["Missing."]})
-    assert first.status == "rejected" and first.errors == {"Amount": ["Missing."]}
-    again = inbox.reject("payment_created", b"{}", {}, {"Amount": ["Still missing."]})
-    assert again.id == first.id and again.errors == {"Amount": ["Still missing."]}
-    for n in range(4):
-        inbox.reject("payment_created", f'{{"n": {n}}}'.encode(), {}, {})
-    rejected = inbox.select(Filter(status=["rejected"]))
-    assert len(rejected) == 3 and first.id not in {d.id for d in rejected}  # count bound
-    clock.advance(3601)
-    inbox.reject("invoice_created", b"[]", {}, {})
-    assert [d.event for d in inbox.select(Filter(status=["rejected"]))] == ["invoice_created"]
-
-
-def test_rejected_rows_are_never_dispatched(inbox: Inbox) -> None:
-    inbox.reject("payment_created", b"{}", {}, {})
-    assert inbox.claim_due("w", 60) == []
-
-
-def test_retry_now(inbox: Inbox, clock: Clock) -> None:
-    failed = admit(inbox, b"1", owner="me", lease=60).delivery
-    inbox.finish(failed, "me", [], "failed", next_attempt_at=clock() + dt.timedelta(hours=1))
-    dead = admit(inbox, b"2", owner="me", lease=60).delivery
-    inbox.finish(dead, "me", [], "dead")
-    rejected = inbox.reject("payment_created", b"3", {}, {"x": ["y"]})
-    processed = admit(inbox, b"4", owner="me", lease=60).delivery
-    inbox.finish(processed, "me", [], "processed")
-    assert [inbox.retry_now(d.id) for d in (failed, dead, rejected, processed)] == [True] * 3 + [
-        False
-    ]
-    due = {d.id: d for d in inbox.claim_due("w", 60)}
-    assert set(due) == {failed.id, dead.id, rejected.id}
-    assert due[dead.id].attempts == 1 and due[failed.id].attempts == 2  # fresh budget when dead
-    assert due[rejected.id].status == "pending" and due[rejected.id].errors is None
-
-
-def test_mark_replay(inbox: Inbox) -> None:
-    processed = admit(inbox, b"1", owner="me", lease=60).delivery
-    inbox.finish(processed, "me", [outcome("a", True)], "processed")
-    dead = admit(inbox, b"2", owner="me", lease=60).delivery
-    inbox.finish(dead, "me", [outcome("a", True), outcome("b", False)], "dead")
-    busy = admit(inbox, b"3", owner="busy", lease=60).delivery
-    assert inbox.mark_replay(Filter(ids=[processed.id, dead.id, busy.id])) == 2
-    replayed = {d.id: d for d in inbox.claim_due("w", 60)}
-    assert set(replayed) == {processed.id, dead.id}
-    assert replayed[processed.id].generation == 1 and replayed[processed.id].replay
-    assert inbox.succeeded(replayed[processed.id]) == set()  # everything runs again
-    assert inbox.succeeded(replayed[dead.id]) == {"a"}  # only what failed runs again
-    assert replayed[dead.id].attempts == 1
-
-
-def test_filters_and_counts(inbox: Inbox, clock: Clock) -> None:
-    early = admit(inbox, b"1").delivery
+def test_ids_are_never_given_twice(inbox: Inbox, clock: Clock) -> None:
+    """Inbox 0.2, finding 2: SQLite reused the ids of pruned newest rows."""
+    ids = [admit(inbox, f"{n}".encode()).delivery.id for n in range(3)]
+    for delivery_id in ids:
+        delivery = inbox.claim(delivery_id, "w", 60, [LEDGER.key])
+        assert delivery is not None and inbox.finish(delivery, "w", [], "processed")
     clock.advance(3600)
-    late = inbox.admit("invoice_created", b"2", {}).delivery
-    inbox.reject("invoice_created", b"3", {}, {})
-    assert [d.id for d in inbox.select(Filter(event=["invoice_created"], status=["pending"]))] == [
-        late.id
-    ]
-    assert [d.id for d in inbox.select(Filter(until=clock() - dt.timedelta(minutes=1)))] == [
-        early.id
-    ]
-    assert len(inbox.select(Filter(since=clock() - dt.timedelta(minutes=1)))) == 2
-    assert inbox.ids(Filter(status=["pending"])) == [early.id, late.id]
-    assert inbox.counts() == {"pending": 2, "failed": 0, "processed": 0, "dead": 0, "rejected": 1}
+    assert inbox.housekeep(Retention(60, 60, 60, 10))["processed"] == 3
+    assert inbox.list() == []
+    new = admit(inbox, b"new").delivery
+    assert new.id > max(ids)
 
 
-def test_prune_deletes_old_processed_deliveries_and_their_attempts(
-    inbox: Inbox, clock: Clock
-) -> None:
-    old = admit(inbox, b"old", owner="me", lease=60).delivery
-    inbox.finish(old, "me", [outcome("a", True)], "processed")
-    failed = admit(inbox, b"failed", owner="me", lease=60).delivery
-    inbox.finish(failed, "me", [outcome("a", False)], "failed")
-    clock.advance(86400 * 31)
-    recent = admit(inbox, b"recent", owner="me", lease=60).delivery
-    inbox.finish(recent, "me", [outcome("a", True)], "processed")
-    assert inbox.prune(older_than=86400 * 30, batch=1) == 1
-    assert inbox.get(old.id) is None and inbox.attempts_of(old.id) == []
-    assert inbox.get(failed.id) is not None and inbox.get(recent.id) is not None
+def test_reject_keeps_body_and_errors(inbox: Inbox) -> None:
+    kept = inbox.reject("payment_created", b"nope", {"X": "1"}, {"_body": ["not JSON"]})
+    assert kept.status == "rejected" and kept.raw == b"nope" and kept.next_attempt_at is None
+    again = inbox.reject("payment_created", b"nope", {}, {"_body": ["still not JSON"]})
+    assert again.id == kept.id and again.errors == {"_body": ["still not JSON"]}
+    assert inbox.claim_due("w", 60, [LEDGER.key]) is None  # never dispatched
+    assert inbox.counts()["rejected"] == 1
 
 
-def test_rows_that_no_dispatcher_may_take(inbox: Inbox) -> None:
-    remembered = inbox.admit("loyalty_order_complete", b"{}", {}, key="order-1", dispatch=False)
-    assert remembered.delivery.dedup_key == "loyalty_order_complete:order-1"
-    assert inbox.claim_due("w", 60) == []
-    assert inbox.admit("loyalty_order_complete", b"{other}", {}, key="order-1").new is False
+def test_replay_follows_the_state_machine(inbox: Inbox) -> None:
+    done = admit(inbox, b"1", owner="w", lease=60).delivery
+    assert inbox.finish(done, "w", [outcome("ledger", True)], "processed")
+    assert inbox.replay(Filter(ids=[done.id])) == 1
+    after = inbox.get(done.id)
+    assert after is not None
+    assert (after.status, after.generation, after.replay, after.attempts) == ("pending", 1, True, 0)
+    assert after.succeeded == frozenset()  # a new generation: every receiver runs again
+    held = admit(inbox, b"2", owner="busy", lease=60).delivery
+    assert inbox.replay(Filter(ids=[held.id])) == 0  # held by a dispatcher: left alone
 
 
-def sqlite_inbox(path: t.Any, **kwargs: t.Any) -> Inbox:
-    store = Inbox.from_url(f"sqlite:///{path}", **kwargs)
-    store.counts()  # creates the file and tables
-    return store
+def test_reads_never_wait_for_a_writer(database_url: str, clock: Clock) -> None:
+    """Inbox 0.2, finding 8: 0.1 took the write lock for every read."""
+    inbox = Inbox.from_url(database_url, clock=clock, timeout=30)
+    try:
+        admit(inbox)
+        entered, release = threading.Event(), threading.Event()
+
+        def hold(connection: sa.Connection) -> None:
+            connection.execute(sa.text("UPDATE posweb_deliveries SET attempts = attempts"))
+            entered.set()
+            release.wait(30)
+
+        writer = threading.Thread(target=inbox._write, args=(hold,))
+        writer.start()
+        assert entered.wait(30)
+        started = time.monotonic()
+        try:
+            counts, listed = inbox.counts(), inbox.list()
+        finally:
+            release.set()
+            writer.join()
+        assert time.monotonic() - started < 2  # no wait for the writer (it held for good)
+        assert counts["pending"] == 1 and len(listed) == 1
+    finally:
+        inbox.close()
 
 
-def test_read_only_store(tmp_path: t.Any) -> None:
-    sqlite_inbox(tmp_path / "inbox.sqlite3").engine.dispose()
-    read_only = Inbox.from_url(f"sqlite:///file:{tmp_path / 'inbox.sqlite3'}?mode=ro&uri=true")
-    with pytest.raises(StoreError, match="unavailable"):
-        read_only.admit("payment_created", b"{}", {})
+def test_housekeeping_deletes_only_finished_deliveries(inbox: Inbox, clock: Clock) -> None:
+    rows = {}
+    for status in ("processed", "unhandled", "dead", "failed"):
+        delivery = admit(inbox, status.encode(), owner="w", lease=60).delivery
+        assert inbox.finish(delivery, "w", [], status, retry_in=1 if status == "failed" else None)  # type: ignore[arg-type]
+        rows[status] = delivery.id
+    rows["pending"] = admit(inbox, b"pending").delivery.id
+    rows["rejected"] = inbox.reject("payment_created", b"bad", {}, {"_body": ["x"]}).id
+    clock.advance(400 * 86400)
+    deleted = inbox.housekeep(Retention(86400, 86400, 86400, 10))
+    # The scopes of deleted deliveries go with them; those of the others once
+    # they are past the duplicate window.
+    assert deleted == {
+        "processed": 1, "unhandled": 1, "dead": 1, "rejected": 1, "duplicates": 2
+    }  # fmt: skip
+    left = {d.id for d in inbox.list()}
+    assert left == {rows["failed"], rows["pending"]}  # still to be retried: never deleted
 
 
-def test_store_locked_past_its_timeout(tmp_path: t.Any) -> None:
-    store = sqlite_inbox(tmp_path / "inbox.sqlite3", timeout=0.2)
-    with store.engine.connect() as holder:
-        holder.exec_driver_sql("SELECT 1")  # BEGIN IMMEDIATE: holds the write lock
-        with pytest.raises(StoreError, match="OperationalError"):
-            store.admit("payment_created", b"{}", {})
-        holder.rollback()
-    assert store.admit("payment_created", b"{}", {}).new
+def test_housekeeping_keeps_dead_ones_longer(inbox: Inbox, clock: Clock) -> None:
+    delivery = admit(inbox, owner="w", lease=60).delivery
+    assert inbox.finish(delivery, "w", [], "dead")
+    clock.advance(2 * 86400)
+    assert inbox.housekeep(Retention(86400, 7 * 86400, 86400, 10))["dead"] == 0
+    clock.advance(6 * 86400)
+    assert inbox.housekeep(Retention(86400, 7 * 86400, 86400, 10))["dead"] == 1
 
 
-def test_store_disk_full(tmp_path: t.Any) -> None:
-    import sqlalchemy as sa
+def test_rejected_ones_are_trimmed_to_their_count(inbox: Inbox) -> None:
+    for n in range(5):
+        inbox.reject("payment_created", f"bad {n}".encode(), {}, {"_body": ["x"]})
+    assert inbox.housekeep(Retention(86400, 86400, 86400, 2))["rejected"] == 3
+    assert [d.raw for d in inbox.list()] == [b"bad 4", b"bad 3"]
 
-    store = sqlite_inbox(tmp_path / "inbox.sqlite3")
-    store.engine.dispose()
 
-    @sa.event.listens_for(store.engine, "connect")
+def test_housekeeping_works_in_bounded_batches(inbox: Inbox, clock: Clock) -> None:
+    for n in range(7):
+        delivery = admit(inbox, f"{n}".encode(), owner="w", lease=60).delivery
+        assert inbox.finish(delivery, "w", [], "processed")
+    clock.advance(86401)
+    statements: list[str] = []
+    sa.event.listen(
+        inbox.engines.durable, "before_cursor_execute", lambda *a: statements.append(a[2])
+    )
+    assert inbox.housekeep(Retention(86400, 86400, 86400, 10), batch=3)["processed"] == 7
+    deletes = [s for s in statements if s.startswith("DELETE FROM posweb_deliveries")]
+    assert len(deletes) >= 3  # 3 + 3 + 1
+
+
+def test_every_statement_goes_through_sqlalchemy(inbox: Inbox) -> None:
+    """Inbox 0.2: no statement on the driver's cursor behind SQLAlchemy's back."""
+    seen: list[str] = []
+    for engine in {inbox.engines.read, inbox.engines.durable, inbox.engines.relaxed}:
+        sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    delivery = admit(inbox, owner="w", lease=60).delivery
+    inbox.finish(delivery, "w", [outcome("ledger", True)], "processed")
+    inbox.counts()
+    assert any(s.startswith("INSERT INTO posweb_deliveries") for s in seen)
+    assert any(s.startswith("INSERT INTO posweb_duplicates") for s in seen)
+    assert any(s.startswith("UPDATE posweb_deliveries") for s in seen)
+    assert any(s.startswith("SELECT posweb_deliveries.status") for s in seen)
+
+
+# -- a store that cannot write: 503 (tested through the app in test_store_faults.py) --
+
+
+def test_a_read_only_folder_is_a_store_error(tmp_path: t.Any) -> None:
+    """Inbox 0.2, finding 9: 0.1 let the lock file's OSError escape (a 500)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    store = Inbox.from_url(f"sqlite:///{folder / 'inbox.sqlite3'}")
+    store.counts()
+    store.close()
+    with _read_only(folder):
+        with pytest.raises(StoreError):
+            admit(store)
+    store.close()
+
+
+@contextlib.contextmanager
+def _read_only(folder: t.Any) -> t.Iterator[None]:
+    """The folder mounted read-only over itself (root ignores permission bits)."""
+    path = str(folder)
+    assert os.system(f"mount --bind {path} {path} && mount -o remount,ro,bind {path}") == 0
+    try:
+        yield
+    finally:
+        os.system(f"umount {path}")
+
+
+def test_the_timeout_bounds_the_whole_wait(tmp_path: t.Any) -> None:
+    """Inbox 0.2, finding 10: 0.1's waits stacked per lock layer (2 s waited 3.5 s)."""
+    store = Inbox.from_url(f"sqlite:///{tmp_path / 'inbox.sqlite3'}", timeout=1)
+    store.counts()
+    lock = os.open(str(tmp_path / "inbox.sqlite3") + "-posweb.lock", os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another process writing, for good
+    waited: list[float] = []
+
+    def write() -> None:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="busy"):
+            admit(store, f"{threading.get_ident()}".encode())
+        waited.append(time.monotonic() - started)
+
+    try:
+        run_together(write, 6)  # threads queue behind each other, yet none waits longer
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    assert len(waited) == 6 and all(0.9 < w < 2.5 for w in waited), waited
+    assert admit(store, b"after").new
+    store.close()
+
+
+def test_a_deadline_is_shared_by_every_wait_of_one_request() -> None:
+    deadline = Deadline(0.2)
+    time.sleep(0.1)
+    assert 0 < deadline.left() <= 0.1
+    time.sleep(0.15)
+    assert deadline.left() == 0
+
+
+def test_the_disk_full_is_a_store_error(tmp_path: t.Any) -> None:
+    store = Inbox.from_url(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
+    store.counts()
+    store.close()
+
+    @sa.event.listens_for(store.engines.durable, "connect")
     def full(dbapi_connection: t.Any, _record: t.Any) -> None:
         # SQLite's own way to say "disk full": no page may be added.
         pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
         dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
 
     with pytest.raises(StoreError, match="unavailable"):
-        store.admit("payment_created", b"x" * 100_000, {})
+        admit(store, b"x" * 100_000)
+    store.close()
 
 
-def test_store_server_down() -> None:
+def test_a_server_down_is_a_store_error() -> None:
     down = Inbox.from_url("postgresql://nobody:x@127.0.0.1:9/none", timeout=1)
     with pytest.raises(StoreError, match="unavailable"):
-        down.admit("payment_created", b"{}", {})
+        admit(down)
 
 
-def test_rows_stored_at_the_same_moment_share_one_commit(inbox: Inbox) -> None:
-    import sqlalchemy as sa
+# -- group commit: threads share one transaction, a bad write fails alone ------------
 
+
+def test_rows_stored_at_the_same_moment_share_one_commit(tmp_path: t.Any) -> None:
+    store = Inbox.from_url(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
+    store.counts()
     commits: list[int] = []
-    sa.event.listen(inbox.engine, "commit", lambda connection: commits.append(1))
-    inbox.counts()
-    commits.clear()
-    group = inbox._commits
+    sa.event.listen(store.engines.durable, "commit", lambda connection: commits.append(1))
+    writer = store._writer
+    assert isinstance(writer, SQLiteWriter)
+    channel = writer._durable
     pool = concurrent.futures.ThreadPoolExecutor(8)
-    with group._commit_lock:  # a commit in progress: newcomers queue behind it
-        futures = [pool.submit(admit, inbox, f'{{"n": {n}}}'.encode()) for n in range(8)]
-        wait = time_limit(10)
-        while len(group._queue) < 8:
-            wait()
+    with channel._leader:  # a commit in progress: newcomers queue behind it
+        futures = [pool.submit(admit, store, f'{{"n": {n}}}'.encode()) for n in range(8)]
+        deadline = time.monotonic() + 30
+        while len(channel._queue) < 8:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert commits == []
-    # The lock is free: one of the eight commits them all.
     results = [f.result(timeout=30) for f in futures]
     pool.shutdown()
     assert all(a.new for a in results) and len({a.delivery.id for a in results}) == 8
-    assert commits == [1]
+    assert commits == [1]  # one of the eight committed them all
+    store.close()
 
 
-def test_a_failed_group_commit_fails_every_row_in_it(tmp_path: t.Any) -> None:
-    store = sqlite_inbox(tmp_path / "inbox.sqlite3", timeout=0.2)
-    with store.engine.connect() as holder:
-        holder.exec_driver_sql("SELECT 1")  # the write lock is taken elsewhere
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(admit, store, f"{n}".encode()) for n in range(4)]
-            errors = [f.exception(timeout=30) for f in futures]
-        holder.rollback()
-    assert all(isinstance(e, StoreError) for e in errors)
-    assert store.counts()["pending"] == 0
+def test_one_bad_write_does_not_fail_its_neighbours(tmp_path: t.Any) -> None:
+    """Inbox 0.2, finding 7: in 0.1 one bad row failed the whole group commit."""
+    store = Inbox.from_url(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
+    store.counts()
+    channel = t.cast(SQLiteWriter, store._writer)._durable
+
+    def poisoned(connection: sa.Connection) -> None:
+        connection.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
+
+    pool = concurrent.futures.ThreadPoolExecutor(8)
+    with channel._leader:
+        futures = [pool.submit(admit, store, f"{n}".encode()) for n in range(7)]
+        futures.append(pool.submit(store._write, poisoned))
+        deadline = time.monotonic() + 30
+        while len(channel._queue) < 8:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    errors = [f.exception(timeout=30) for f in futures]
+    pool.shutdown()
+    assert errors[:7] == [None] * 7 and isinstance(errors[7], StoreError)
+    assert store.counts()["pending"] == 7
+    store.close()
 
 
-def test_only_outcomes_are_committed_without_waiting_for_the_disk(inbox: Inbox) -> None:
-    import sqlalchemy as sa
-
-    statements: list[str] = []
-    sa.event.listen(
-        inbox.engine,
-        "before_cursor_execute",
-        lambda conn, cursor, statement, *args: statements.append(statement),
-    )
+def test_outcomes_are_written_without_waiting_for_the_disk(inbox: Inbox) -> None:
+    """Deliveries on the durable engine; receivers' outcomes on the relaxed one."""
+    durable: list[str] = []
+    relaxed: list[str] = []
+    sa.event.listen(inbox.engines.durable, "before_cursor_execute", lambda *a: durable.append(a[2]))
+    sa.event.listen(inbox.engines.relaxed, "before_cursor_execute", lambda *a: relaxed.append(a[2]))
     delivery = admit(inbox, owner="me", lease=60).delivery
-    stored = len(statements)
-    inbox.finish(delivery, "me", [outcome("a", True)], "processed", durable=False)
-    relaxed = " ".join(statements[stored:])
-    durable = " ".join(statements[:stored])
-    if inbox.engine.dialect.name == "sqlite":
-        assert "synchronous=NORMAL" in relaxed and "synchronous=NORMAL" not in durable
-    else:
-        assert "synchronous_commit TO OFF" in relaxed and "synchronous_commit" not in durable
-
-
-def time_limit(seconds: float) -> t.Callable[[], None]:
-    import time
-
-    deadline = time.monotonic() + seconds
-
-    def wait() -> None:
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-    return wait
+    inbox.finish(delivery, "me", [outcome("a", True)], "processed")
+    assert any(s.startswith("INSERT INTO posweb_deliveries") for s in durable)
+    assert not any(s.startswith("INSERT") for s in relaxed)
+    assert any(s.startswith("UPDATE posweb_deliveries") for s in relaxed)
+    with inbox.engines.relaxed.connect() as connection:
+        if inbox.engines.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        else:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+    with inbox.engines.durable.connect() as connection:
+        if inbox.engines.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        else:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"

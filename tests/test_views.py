@@ -19,7 +19,7 @@ from flask_posweb.testing import captured_events
 from .conftest import MakeApp
 from .conftest import payload_bytes
 
-KEY = {"X-API-Key": "test-key"}
+KEY = {"X-API-Key": "test-key-0123456789"}
 
 
 @pytest.mark.parametrize("name", list(EVENTS))
@@ -190,7 +190,7 @@ def test_errors_never_echo_secrets_or_tracebacks(
     monkeypatch.setattr(flask_posweb.views, "receive", explode)
     response = client.deliver("payment_created")
     assert error(response, 500) == {"status": "error", "message": "Internal error."}
-    assert "test-key" not in response.get_data(as_text=True)
+    assert "test-key-0123456789" not in response.get_data(as_text=True)
 
 
 def test_error_handling_stays_inside_the_blueprint(app: Flask, client: PosWebClient) -> None:

@@ -31,9 +31,10 @@ __all__ = [
     "count",
     "date",
     "datetime",
+    "derive",
+    "lenient",
     "many",
     "money",
-    "derive",
     "nested",
     "strings",
     "text",
@@ -64,9 +65,17 @@ def _marks(required: bool) -> dict[str, t.Any]:
     return {"required": required, "allow_none": not required}
 
 
-def text(*, required: bool = False, non_empty: bool = False) -> fields.Field[t.Any]:
-    """A string field (numbers are kept as their text)."""
-    return Text(validate=NON_EMPTY if non_empty else None, **_marks(required))
+def text(
+    *, required: bool = False, non_empty: bool = False, max_length: int | None = None
+) -> fields.Field[t.Any]:
+    """A string field (numbers are kept as their text).
+
+    :param max_length: for text used as a key (an order's ``ID``).
+    """
+    validators: list[t.Any] = [NON_EMPTY] if non_empty else []
+    if max_length is not None:
+        validators.append(validate.Length(max=max_length))
+    return Text(validate=validators or None, **_marks(required))
 
 
 def money(*, required: bool = False) -> fields.Field[t.Any]:
@@ -122,15 +131,52 @@ def derive(
     overrides: dict[str, t.Any] = {"__doc__": doc, "__module__": base.__module__}
     for names, is_required in ((required, True), (optional, False)):
         for field_name in names:
-            field = copy.copy(base._declared_fields[field_name])
-            field.required, field.allow_none = is_required, not is_required
-            if not is_required:  # an unseen mark is no mark: drop non-empty too
-                field.validators = [v for v in field.validators if v is not NON_EMPTY]
-                if isinstance(field, DateOrDateTime):
-                    field.non_empty = False
-            overrides[field_name] = field
+            overrides[field_name] = _marked(base._declared_fields[field_name], is_required)
     derived = ma.schema.SchemaMeta(name, (base,), {**overrides, **fields})  # type: ignore[no-untyped-call]
     return t.cast(type[BaseSchema], derived)
+
+
+def _marked(template: fields.Field[t.Any], required: bool) -> fields.Field[t.Any]:
+    """A copy of a declared field, required or not; an optional field loses its
+    non-empty mark as well (an unseen mark is no mark)."""
+    field = copy.copy(template)
+    field.required, field.allow_none = required, not required
+    if not required:
+        field.validators = [v for v in field.validators if v is not NON_EMPTY]
+        if isinstance(field, DateOrDateTime):
+            field.non_empty = False
+    return field
+
+
+_LENIENT: dict[type[ma.Schema], type[ma.Schema]] = {}
+
+
+def lenient(schema: type[ma.Schema]) -> type[ma.Schema]:
+    """``schema`` without presence marks, at every level: no field is required
+    or non-empty, ``null`` is allowed. Types and formats are still checked.
+
+    For events whose marks DealPOS does not honour itself: a body that lacks
+    marked fields is accepted, and the marks are reported instead (see
+    :class:`~.loading.SchemaLoader`).
+    """
+    if schema in _LENIENT:
+        return _LENIENT[schema]
+    overrides: dict[str, t.Any] = {"__module__": schema.__module__, "__doc__": schema.__doc__}
+    for name, declared in schema._declared_fields.items():
+        overrides[name] = _relaxed(declared)
+    derived = ma.schema.SchemaMeta(f"Lenient{schema.__name__}", (schema,), overrides)  # type: ignore[no-untyped-call]
+    _LENIENT[schema] = t.cast(type[ma.Schema], derived)
+    return _LENIENT[schema]
+
+
+def _relaxed(declared: fields.Field[t.Any]) -> fields.Field[t.Any]:
+    field = _marked(declared, required=False)
+    if isinstance(field, fields.Nested) and isinstance(field.nested, type):
+        field.nested = lenient(field.nested)
+        field._schema = None  # type: ignore[attr-defined]
+    elif isinstance(field, fields.List):
+        field.inner = _relaxed(field.inner)
+    return field
 
 
 def many(

@@ -28,6 +28,7 @@ from .fields import DateOrDateTime
 from .fields import Money
 from .fields import PosDate
 from .fields import Text
+from .fields import in_bounds
 from .fields import parse_pos_datetime
 
 __all__ = ["CompiledSchema", "compile_schema"]
@@ -50,15 +51,15 @@ def _text(value: t.Any) -> t.Any:
 
 def _money(value: t.Any) -> t.Any:
     kind = type(value)
-    if kind is int:
+    if kind is int and in_bounds(value):
         return decimal.Decimal(value)
-    if kind is decimal.Decimal and value.is_finite():
+    if kind is decimal.Decimal and in_bounds(value):
         return value  # marshmallow's Decimal(str(value)) is this very value
     raise _Slow
 
 
 def _count(value: t.Any) -> t.Any:
-    if type(value) is int:
+    if type(value) is int and in_bounds(value):
         return value
     raise _Slow
 

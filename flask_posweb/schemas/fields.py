@@ -15,7 +15,48 @@ import typing as t
 
 from marshmallow import fields
 
-__all__ = ["Count", "DateOrDateTime", "Money", "PosDate", "Text", "parse_pos_datetime"]
+__all__ = [
+    "MAX_DIGITS",
+    "MAX_EXPONENT",
+    "Count",
+    "DateOrDateTime",
+    "Money",
+    "PosDate",
+    "Text",
+    "in_bounds",
+    "parse_pos_datetime",
+]
+
+#: Numbers have at most this many significant digits ...
+MAX_DIGITS = 30
+#: ... and a decimal exponent within plus or minus this (``1E+30``, ``1E-30``).
+#: Rupiah amounts reach 10^12 and more: room to spare, while no field's cost
+#: grows with an exponent an attacker chose (``1e1000000`` as an int is a
+#: million digits, and costs seconds to make).
+MAX_EXPONENT = 30
+
+_LIMIT = 10 ** (MAX_EXPONENT + 1)
+
+
+def in_bounds(value: int | decimal.Decimal) -> bool:
+    """Whether a number is finite and within :data:`MAX_DIGITS` and :data:`MAX_EXPONENT`.
+
+    Checked on the parsed value, before any conversion (to ``int`` or a new
+    ``Decimal``), so that the check itself is cheap whatever the number.
+    """
+    if type(value) is int:  # compared first: an int may have thousands of digits
+        return -_LIMIT < value < _LIMIT and in_bounds(decimal.Decimal(value))
+    if not value.is_finite():
+        return False
+    if value.is_zero():
+        return True
+    if not -MAX_EXPONENT <= value.adjusted() <= MAX_EXPONENT:
+        return False
+    digits = value.as_tuple().digits
+    significant = len(digits)
+    while significant > 1 and digits[significant - 1] == 0:
+        significant -= 1
+    return significant <= MAX_DIGITS
 
 _DATETIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})"
@@ -108,33 +149,55 @@ class PosDate(DateOrDateTime):
         return value.date() if isinstance(value, dt.datetime) else value
 
 
+OUT_OF_RANGE = (
+    f"Number out of range: at most {MAX_DIGITS} significant digits and an exponent "
+    f"within ±{MAX_EXPONENT}."
+)
+
+
 class Money(fields.Decimal):
-    """A JSON number as :class:`~decimal.Decimal`, never a float.
+    """A JSON number as :class:`~decimal.Decimal`, never a float, always finite
+    and within :func:`in_bounds`.
 
     The body is parsed with ``parse_float=Decimal``, so no precision is lost
     before this field sees it. Booleans are refused (``True`` is not 1 here).
     """
 
+    default_error_messages = {"range": OUT_OF_RANGE}
+
     def _validated(self, value: t.Any) -> decimal.Decimal:
         if isinstance(value, bool):
             raise self.make_error("invalid")
-        return super()._validated(value)
+        if isinstance(value, (int, decimal.Decimal)) and not in_bounds(value):
+            raise self.make_error("range")
+        number = super()._validated(value)
+        if not in_bounds(number):  # a string such as "1E+999999999"
+            raise self.make_error("range")
+        return number
 
 
 class Count(fields.Integer):
-    """A whole number. ``3.0`` is accepted; ``3.5`` is refused, not truncated."""
+    """A whole number. ``3.0`` is accepted; ``3.5`` is refused, not truncated.
 
-    default_error_messages = {"invalid": "Not a valid integer."}
+    Bounds are checked before the conversion to ``int`` (see :func:`in_bounds`).
+    """
+
+    default_error_messages = {"invalid": "Not a valid integer.", "range": OUT_OF_RANGE}
 
     def _validated(self, value: t.Any) -> int:
         if isinstance(value, bool):
             raise self.make_error("invalid")
-        try:
-            number = decimal.Decimal(str(value).strip())
-        except decimal.InvalidOperation as exc:
-            raise self.make_error("invalid") from exc
-        if not number.is_finite() or number != number.to_integral_value():
-            raise self.make_error("invalid")
+        if type(value) is int:
+            number: decimal.Decimal | int = value
+        else:
+            try:
+                number = decimal.Decimal(str(value).strip())
+            except decimal.InvalidOperation as exc:
+                raise self.make_error("invalid") from exc
+            if not number.is_finite() or number != number.to_integral_value():
+                raise self.make_error("invalid")
+        if not in_bounds(number):
+            raise self.make_error("range")
         return int(number)
 
 

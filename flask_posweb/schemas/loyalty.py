@@ -33,7 +33,11 @@ class MemberPointsRequestSchema(BaseSchema):
 OrderCompleteRequestSchema = derive(
     InvoiceSchema,
     name="OrderCompleteRequestSchema",
-    doc="Loyalty point on order complete: an invoice-like body (no field marked required).",
+    doc=(
+        "Loyalty point on order complete: an invoice-like body (no field marked required). "
+        "``ID`` is the key an order is answered once by: at most 200 characters."
+    ),
+    ID=text(max_length=200),
     Payment=text(),
     SalesType=text(),
 )

@@ -1,8 +1,11 @@
 """The blueprint: one thin view per event, the OAuth token URL, JSON errors.
 
 Views only translate HTTP: they authenticate, read the body within its limit
-and hand it to :func:`~flask_posweb.receiving.receive`. Errors are rendered
-as JSON by handlers registered on the blueprint, never app-wide.
+and hand it to :func:`~flask_posweb.web.receiving.receive`. Errors are
+rendered as JSON by handlers registered on the blueprint, never app-wide; a
+request under the blueprint's prefix that matches no route (an unknown path, a
+method other than ``POST``) is answered in JSON by the blueprint's routing
+hook, and the host's own error pages elsewhere stay untouched.
 
 .. versionadded:: 0.1
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import typing as t
+import urllib.parse
 
 from flask import Blueprint
 from flask import Flask
@@ -19,35 +23,43 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import NotFound
 
-from . import signals
-from .cli import register_commands
-from .dispatch import notify
-from .events import EVENTS
-from .events import EventType
-from .exceptions import OAuthError
-from .exceptions import StoreError
-from .exceptions import UnavailableError
-from .exceptions import WebhookError
-from .guard import ROUTED_METHODS
-from .guard import post_only
+from .. import signals
+from ..auth.verification import BasicVerifier
+from ..auth.verification import parse_basic
+from ..cli import register_commands
+from ..dispatch.receivers import notify
+from ..events import EVENTS
+from ..events import EventType
+from ..exceptions import MethodNotAllowedError
+from ..exceptions import NotFoundError
+from ..exceptions import OAuthError
+from ..exceptions import PayloadError
+from ..exceptions import StoreError
+from ..exceptions import UnavailableError
+from ..exceptions import WebhookError
+from ..loyalty.views import register_loyalty_views
+from ..payload import decode
+from ..payload import parse
+from ..state import get_state
+from .guard import authenticated_post
 from .guard import read_body
-from .guard import require_post
-from .loyalty import register_loyalty_views
+from .guard import token_audience
 from .receiving import receive
-from .state import get_state
-from .verification import BasicVerifier
-from .verification import parse_basic
+from .throttle import token_throttle
 
 if t.TYPE_CHECKING:
-    from .extension import PosWeb
+    from ..extension import PosWeb
 
 __all__ = ["TOKEN_URL", "create_blueprint", "webhook_view"]
 
 logger = logging.getLogger("flask_posweb")
 
 TOKEN_URL = "/oauth/token"
-
+#: A token request is a short form; anything longer is not one.
+TOKEN_REQUEST_LIMIT = 16 * 1024
 
 #: DealPOS expects exactly this answer; built once, not serialised per request.
 SUCCESS = b'{"status": "success"}\n'
@@ -63,7 +75,7 @@ def webhook_view(event_type: EventType) -> t.Callable[[], Response]:
     """
 
     def view() -> Response:
-        state = require_post()
+        state = authenticated_post()
         raw = read_body(state.settings.max_content_length)
         delivery_id = receive(state, event_type, raw, request.headers, request.mimetype)
         response = Response(SUCCESS, mimetype="application/json")
@@ -81,18 +93,39 @@ def token() -> Response:
 
     OAuth 2.0 client credentials (RFC 6749 section 4.4): ``grant_type=client_credentials``,
     form-encoded (JSON is accepted too), client id and secret in HTTP Basic or
-    in the body.
+    in the body. Failed requests are throttled when the app has Flask-Limiter.
     """
-    post_only()
-    tokens = get_state().settings.tokens
+    state = get_state()
+    tokens = state.settings.tokens
     if tokens is None:
         raise OAuthError("invalid_request", "OAuth is not enabled on this server.", 404)
-    request.max_content_length = 64 * 1024
-    fields: t.Mapping[str, t.Any] = request.form
-    if request.is_json:
-        body = request.get_json(silent=True)
-        fields = body if isinstance(body, dict) else {}
-    if fields.get("grant_type") != "client_credentials":
+    throttle = token_throttle(state)
+    if throttle is not None:
+        throttle.check()
+    try:
+        client_id, secret = _client_credentials()
+        if not tokens.authenticate_client(client_id, secret):
+            challenge = BasicVerifier.challenge if parse_basic(request.headers) else None
+            raise OAuthError("invalid_client", "Unknown client or wrong secret.", 401, challenge)
+    except OAuthError:
+        if throttle is not None:
+            throttle.failed()
+        raise
+    response = jsonify(tokens.issue(client_id, secret, token_audience()))
+    response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return response
+
+
+def _client_credentials() -> tuple[str, str]:
+    """The client id and secret of a well-formed token request (RFC 6749 sections 4.4, 2.3.1).
+
+    :raises OAuthError: ``invalid_request`` or ``unsupported_grant_type``.
+    """
+    fields = _token_request_fields()
+    grant = fields.get("grant_type")
+    if not grant:
+        raise OAuthError("invalid_request", "Missing grant_type: use grant_type=client_credentials.")
+    if grant != "client_credentials":
         raise OAuthError("unsupported_grant_type", "Use grant_type=client_credentials.")
     basic = parse_basic(request.headers)
     in_body = (fields.get("client_id"), fields.get("client_secret"))
@@ -101,18 +134,33 @@ def token() -> Response:
     client_id, secret = basic or in_body
     if not isinstance(client_id, str) or not isinstance(secret, str):
         raise OAuthError("invalid_request", "Missing client_id or client_secret.")
-    if not tokens.authenticate_client(client_id, secret):
-        challenge = BasicVerifier.challenge if basic else None
-        raise OAuthError("invalid_client", "Unknown client or wrong secret.", 401, challenge)
-    response = jsonify(tokens.issue(client_id, secret))
-    response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache"})
-    return response
+    return client_id, secret
+
+
+def _token_request_fields() -> dict[str, t.Any]:
+    raw = read_body(TOKEN_REQUEST_LIMIT)
+    try:
+        if request.mimetype in ("application/json",) or request.mimetype.endswith("+json"):
+            return parse(raw)
+        if request.mimetype in ("application/x-www-form-urlencoded", ""):
+            pairs = urllib.parse.parse_qsl(decode(raw), max_num_fields=16)
+            if len({name for name, _ in pairs}) != len(pairs):
+                raise OAuthError("invalid_request", "A parameter is given more than once.")
+            return dict(pairs)
+    except (PayloadError, ValueError) as exc:
+        message = exc.message if isinstance(exc, PayloadError) else "Too many parameters."
+        raise OAuthError("invalid_request", message) from None
+    raise OAuthError(
+        "invalid_request", "Send the token request as application/x-www-form-urlencoded."
+    )
 
 
 def _render(error: WebhookError) -> Response:
     response = jsonify(error.body())
     response.status_code = error.status_code
     response.headers.update(error.headers())
+    if error.delivery_id is not None:  # the refused body is kept: where to find it
+        response.headers["X-PosWeb-Delivery"] = str(error.delivery_id)
     return response
 
 
@@ -142,7 +190,7 @@ def render_webhook_error(error: WebhookError) -> Response:
 def render_store_error(error: StoreError) -> Response:
     """The inbox is down: 503, so that DealPOS retries (a 4xx would be final)."""
     retry_after = get_state().settings.retry_after
-    unavailable = UnavailableError("The inbox is unavailable; retry later.", retry_after)
+    unavailable = UnavailableError(f"{error} Retry later.", retry_after)
     return render_webhook_error(unavailable)
 
 
@@ -161,6 +209,28 @@ def render_unexpected(error: Exception) -> Response:
     return response
 
 
+def before_any_request() -> Response | None:
+    """Runs before every request of the app (not only ours).
+
+    Starts the background dispatcher at the first request this process serves
+    (see :mod:`~flask_posweb.dispatch.runner`), and answers in JSON a request
+    under the blueprint's prefix that matched no route: routing errors never
+    reach a blueprint's error handlers, and Flask's own are HTML pages.
+    """
+    state = get_state()
+    if state.background is not None and not state.background.running:
+        state.background.ensure_started()
+    failed = request.routing_exception
+    if failed is None or not state.answers_for(request.path):
+        return None
+    if isinstance(failed, MethodNotAllowed):
+        allowed = sorted(set(failed.valid_methods or ["POST"]) - {"OPTIONS"})
+        return render_webhook_error(MethodNotAllowedError(allowed))
+    if isinstance(failed, NotFound):
+        return render_webhook_error(NotFoundError(request.path))
+    return None
+
+
 def create_blueprint(extension: PosWeb) -> Blueprint:
     """The blueprint serving every event in :data:`~flask_posweb.events.EVENTS`.
 
@@ -171,17 +241,19 @@ def create_blueprint(extension: PosWeb) -> Blueprint:
         bp.add_url_rule(
             event_type.url_rule,
             view_func=webhook_view(event_type),
-            methods=ROUTED_METHODS,
+            methods=["POST"],
             provide_automatic_options=False,
         )
     bp.add_url_rule(
-        TOKEN_URL, "oauth_token", token, methods=ROUTED_METHODS, provide_automatic_options=False
+        TOKEN_URL, "oauth_token", token, methods=["POST"], provide_automatic_options=False
     )
     register_loyalty_views(bp, extension.loyalty)
     bp.register_error_handler(WebhookError, render_webhook_error)
     bp.register_error_handler(StoreError, render_store_error)
     bp.register_error_handler(HTTPException, render_http_error)
     bp.register_error_handler(Exception, render_unexpected)
+    bp.before_app_request(before_any_request)
     bp.record_once(extension._setup)
+    bp.record(extension._mounted)
     register_commands(bp)
     return bp

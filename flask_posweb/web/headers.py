@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from werkzeug.datastructures import Headers as WerkzeugHeaders
 
 if t.TYPE_CHECKING:
-    from .verification import Headers
+    from ..auth.verification import Headers
 
 __all__ = ["SECRET_HEADERS", "RedactedHeaders", "redact"]
 

@@ -15,11 +15,12 @@ import binascii
 import hashlib
 import hmac
 import typing as t
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 
-from .exceptions import AuthenticationError
+from ..exceptions import AuthenticationError
 
 if t.TYPE_CHECKING:
     from werkzeug.datastructures import Headers as WerkzeugHeaders
@@ -29,7 +30,11 @@ if t.TYPE_CHECKING:
     #: Request headers: werkzeug's (case-insensitive) or any mapping.
     Headers = WerkzeugHeaders | Mapping[str, str]
 
+#: Who this server is, for tokens: computed only when a token is checked.
+Audience = Callable[[], str]
+
 __all__ = [
+    "Audience",
     "ApiKeyVerifier",
     "Authenticator",
     "BasicVerifier",
@@ -82,8 +87,14 @@ class Verifier(t.Protocol):
     #: The ``WWW-Authenticate`` challenge sent with a 401.
     challenge: str
 
-    def verify(self, headers: Headers) -> bool:
-        """Whether the headers carry a valid credential of this kind."""
+    def verify(self, headers: Headers, audience: Audience | None = None) -> bool:
+        """Whether the headers carry a valid credential of this kind.
+
+        :param audience: this server's identity, for credentials bound to one.
+        """
+
+    def challenge_for(self, headers: Headers) -> str:
+        """The challenge to send with a 401 for these headers."""
 
 
 class ApiKeyVerifier:
@@ -99,9 +110,12 @@ class ApiKeyVerifier:
         self.header = header
         self.challenge = f'ApiKey realm="{REALM}", header="{header}"'
 
-    def verify(self, headers: Headers) -> bool:
+    def verify(self, headers: Headers, audience: Audience | None = None) -> bool:
         given = headers.get(self.header)
         return given is not None and given != "" and matches_any(given, self._digests)
+
+    def challenge_for(self, headers: Headers) -> str:
+        return self.challenge
 
 
 class BasicVerifier:
@@ -115,9 +129,12 @@ class BasicVerifier:
         self.accepted = tuple(f"{user}:{password}" for user, password in pairs)
         self._digests = digests(self.accepted)
 
-    def verify(self, headers: Headers) -> bool:
+    def verify(self, headers: Headers, audience: Audience | None = None) -> bool:
         pair = parse_basic(headers)
         return pair is not None and matches_any(f"{pair[0]}:{pair[1]}", self._digests)
+
+    def challenge_for(self, headers: Headers) -> str:
+        return self.challenge
 
 
 def parse_basic(headers: Headers) -> tuple[str, str] | None:
@@ -141,9 +158,17 @@ class BearerVerifier:
     def __init__(self, authority: TokenAuthority) -> None:
         self.authority = authority
 
-    def verify(self, headers: Headers) -> bool:
+    def verify(self, headers: Headers, audience: Audience | None = None) -> bool:
         token = _authorization(headers, "Bearer")
-        return token is not None and self.authority.verify(token) is not None
+        if token is None or audience is None:
+            return False
+        return self.authority.verify(token, audience()) is not None
+
+    def challenge_for(self, headers: Headers) -> str:
+        """RFC 6750 section 3.1: a token was sent and refused."""
+        if _authorization(headers, "Bearer") is not None:
+            return f'{self.challenge}, error="invalid_token"'
+        return self.challenge
 
 
 class Authenticator:
@@ -155,7 +180,7 @@ class Authenticator:
     def __init__(self, verifiers: Sequence[Verifier]) -> None:
         self.verifiers = tuple(verifiers)
 
-    def authenticate(self, headers: Headers) -> None:
+    def authenticate(self, headers: Headers, audience: Audience | None = None) -> None:
         """:raises AuthenticationError: no verifier accepted the headers."""
-        if not any(verifier.verify(headers) for verifier in self.verifiers):
-            raise AuthenticationError([v.challenge for v in self.verifiers])
+        if not any(verifier.verify(headers, audience) for verifier in self.verifiers):
+            raise AuthenticationError([v.challenge_for(headers) for v in self.verifiers])

@@ -1,0 +1,109 @@
+"""Dispatch modes (``POSWEB_DISPATCH``): where receivers run after a delivery is stored.
+
+Each mode answers three questions the same way for every delivery: what
+happens once a new delivery is committed, what happens when DealPOS sends a
+stored body again (a repeat, see :data:`~flask_posweb.inbox.states.REPEAT`),
+and what the web processes' background dispatcher does, if they run one.
+The receiving code asks the mode; it has no case of its own per mode.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import logging
+import typing as t
+
+from ..exceptions import StoreError
+from ..inbox import Delivery
+from ..schemas.loading import Loaded
+
+if t.TYPE_CHECKING:
+    from ..state import PosWebState
+    from .runner import Runner
+
+__all__ = ["MODES", "Inline", "Mode", "Thread", "Worker"]
+
+logger = logging.getLogger("flask_posweb")
+
+
+class Mode:
+    """Where receivers run. Subclasses override what differs."""
+
+    name: t.ClassVar[str]
+    #: Web processes run a background dispatcher (retries, orphaned deliveries).
+    background: t.ClassVar[bool] = True
+    #: The request leases the delivery it stores, to run it at once.
+    leases_at_store: t.ClassVar[bool] = False
+
+    def stored(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
+        """A new delivery was committed (its 200 is owed whatever happens here)."""
+        if state.background is not None:
+            state.background.wake()
+
+    def repeated(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
+        """DealPOS sent the body of ``delivery`` again, within the duplicate window."""
+        if delivery.status in ("failed", "dead"):
+            state.require_inbox().repeat(delivery.id)
+        if state.background is not None:
+            state.background.wake()
+
+    def background_pass(self, runner: Runner) -> int:
+        """One pass of the background dispatcher: how many deliveries it handled."""
+        return runner.drain()
+
+
+class Inline(Mode):
+    """The first attempt runs in the request, right after the commit; retries
+    and orphaned deliveries in the web process's background thread."""
+
+    name = "inline"
+    leases_at_store = True
+
+    def stored(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
+        assert delivery.locked_by is not None
+        _run(state, delivery, delivery.locked_by, loaded)
+
+    def repeated(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
+        # Taken at once: failed, dead, or pending with its lease run out.
+        from .runner import new_owner
+
+        dispatcher, owner = state.require_dispatcher(), new_owner("request")
+        claimed = state.require_inbox().claim(
+            delivery.id, owner, state.settings.lease, dispatcher.acceptable(), repeat=True
+        )
+        if claimed is not None:
+            _run(state, claimed, owner, loaded)
+
+
+class Thread(Mode):
+    """Every attempt runs in the web process's background thread; the request
+    only stores."""
+
+    name = "thread"
+
+
+class Worker(Mode):
+    """Every attempt runs in ``flask posweb worker`` processes; web processes
+    only store and run no thread."""
+
+    name = "worker"
+    background = False
+
+
+def _run(state: PosWebState, delivery: Delivery, owner: str, loaded: Loaded) -> None:
+    """Run the receivers in the request. The delivery is committed already, so
+    whatever happens here the answer stays 200: failures are ours to retry."""
+    try:
+        state.require_dispatcher().run(delivery, owner, loaded.data, loaded.missing)
+    except StoreError as exc:
+        logger.warning("Delivery %s: outcome not recorded (%s); it runs again later", delivery.id, exc)
+    except Exception:
+        logger.exception(
+            "Delivery %s: dispatch failed; its lease will expire and it is retried", delivery.id
+        )
+
+
+#: Every mode by its ``POSWEB_DISPATCH`` name (the Celery mode registers itself
+#: only when chosen, so that Celery is never imported otherwise).
+MODES: dict[str, type[Mode]] = {mode.name: mode for mode in (Inline, Thread, Worker)}

@@ -1,0 +1,102 @@
+"""What counts as a duplicate: the one rule.
+
+DealPOS sends no delivery id, and it sends the same body again for two
+reasons: its own retry, once, 7 s after a 5xx/408/429 (the same delivery),
+and a resource that changed back (a product's stock going 24 -> 23 -> 24: a
+new delivery whose body equals an earlier one). So a body is a duplicate of an
+earlier delivery of the same event only
+
+- within ``POSWEB_DUPLICATE_WINDOW`` of that delivery's arrival (default 10
+  minutes, far beyond DealPOS's 7 s), **and**
+- if no other delivery of the same event about the same resource arrived in
+  between: the resource is named by the event's ``resource_key`` in the
+  catalogue (a payment's ``ID``); events without one, or bodies without the
+  key, use the window alone.
+
+A -> B -> A is three deliveries; A, A seconds apart is one.
+
+The rule is kept as one row per *scope* in ``posweb_duplicates``: the latest
+accepted delivery about a resource (or, without a resource, of a body), with
+its body hash and arrival. A new delivery replaces the row unless the row
+holds the same body within the window: one upsert, atomic on both databases,
+so two identical bodies arriving at once on two web nodes are one delivery.
+Refused bodies have scopes of their own (by body) and never stand between
+accepted ones: receivers never saw them.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import decimal
+import hashlib
+import typing as t
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+
+from .clock import Clock
+from .database import duplicates
+
+__all__ = ["Scope", "claim_statement", "resource_of"]
+
+U = duplicates.c
+
+
+class Scope(t.NamedTuple):
+    """Where a body is looked for: its scope key and its own hash."""
+
+    key: str
+    body_hash: str
+
+    @classmethod
+    def of(cls, inbox: str, event: str, raw: bytes, resource: str | None, *, refused: bool = False) -> Scope:
+        """The scope of a body of ``event`` received by ``inbox``.
+
+        :param resource: the value of the event's resource key in the body, if any.
+        :param refused: a rejected body (its scope is its own bytes).
+        """
+        body_hash = hashlib.sha256(raw).hexdigest()
+        if refused:
+            kind, subject = "refused", body_hash
+        elif resource is not None:
+            kind, subject = "resource", resource
+        else:
+            kind, subject = "body", body_hash
+        key = hashlib.sha256(f"{inbox}\0{event}\0{kind}\0{subject}".encode()).hexdigest()
+        return cls(key, body_hash)
+
+
+def resource_of(data: t.Mapping[str, t.Any], key: str | None) -> str | None:
+    """The resource a validated body is about: the text of ``data[key]``, if any."""
+    if key is None:
+        return None
+    value = data.get(key)
+    if isinstance(value, bool) or not isinstance(value, (str, int, decimal.Decimal)):
+        return None
+    text = str(value)
+    return text or None
+
+
+def claim_statement(dialect: sa.Dialect, clock: Clock) -> sa.Insert:
+    """Make a new delivery the latest of its scope, unless it is a duplicate.
+
+    Binds ``b_scope``, ``b_delivery_id``, ``b_body_hash`` and ``b_since`` (minus
+    the window, in seconds).
+    Returns the new row's ``delivery_id`` when the delivery is new; no row when
+    the scope already holds the same body within the window (a duplicate).
+    """
+    insert = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(duplicates)
+    statement = insert.values(
+        scope=sa.bindparam("b_scope"),
+        delivery_id=sa.bindparam("b_delivery_id"),
+        body_hash=sa.bindparam("b_body_hash"),
+        seen_at=clock.now(),
+    )
+    excluded = statement.excluded
+    return statement.on_conflict_do_update(
+        index_elements=[U.scope],
+        set_={"delivery_id": excluded.delivery_id, "body_hash": excluded.body_hash, "seen_at": excluded.seen_at},
+        where=sa.not_(sa.and_(U.body_hash == excluded.body_hash, U.seen_at >= clock.plus("b_since"))),
+    ).returning(U.delivery_id)

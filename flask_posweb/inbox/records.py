@@ -1,0 +1,122 @@
+"""What the inbox keeps: deliveries and receivers' attempts, as plain values.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import datetime as dt
+import typing as t
+
+from .states import Status
+
+__all__ = ["Admission", "Attempt", "Delivery", "ReceiverSet", "utcnow"]
+
+
+def utcnow() -> dt.datetime:
+    """Now, as the naive UTC datetime the inbox stores."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """One stored delivery (a row of ``posweb_deliveries``). Times are naive UTC.
+
+    .. versionadded:: 0.1
+    """
+
+    id: int
+    #: ``POSWEB_INBOX_NAME`` of the app that received it.
+    inbox: str
+    event: str
+    status: Status
+    #: The exact bytes received.
+    raw: bytes
+    #: Request headers, credentials removed.
+    headers: dict[str, str]
+    #: Why it was rejected: ``{field path: [messages]}``.
+    errors: dict[str, t.Any] | None
+    #: Fields the documentation marks required that the body lacked.
+    missing: list[str] | None
+    #: Key of the receivers expected to handle it (see ``posweb_receiver_sets``).
+    receiver_set: str | None
+    #: Every receiver call so far, as stored (see :meth:`Inbox.attempts`).
+    outcomes: list[dict[str, t.Any]]
+    attempts: int
+    generation: int
+    replay: bool
+    received_at: dt.datetime
+    updated_at: dt.datetime
+    next_attempt_at: dt.datetime | None
+    locked_by: str | None
+    locked_until: dt.datetime | None
+    enqueued_at: dt.datetime | None
+
+    @property
+    def succeeded(self) -> frozenset[str]:
+        """Receivers that already succeeded in the current generation."""
+        return frozenset(
+            o["receiver"] for o in self.outcomes if o["ok"] and o["generation"] == self.generation
+        )
+
+    @property
+    def failed_receivers(self) -> list[str]:
+        """Receivers whose latest attempt in the current generation failed."""
+        latest: dict[str, bool] = {}
+        for o in self.outcomes:
+            if o["generation"] == self.generation:
+                latest[o["receiver"]] = o["ok"]
+        return [name for name, ok in latest.items() if not ok]
+
+
+class Attempt(t.NamedTuple):
+    """One call of one receiver for one delivery.
+
+    .. versionadded:: 0.1
+    """
+
+    receiver: str
+    attempt: int
+    generation: int
+    ok: bool
+    #: The traceback, when it raised.
+    error: str | None
+    started_at: dt.datetime
+    duration_ms: float
+
+    def stored(self) -> dict[str, t.Any]:
+        """As kept in the delivery's ``outcomes`` (JSON)."""
+        return {**self._asdict(), "started_at": self.started_at.isoformat()}
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, t.Any]) -> Attempt:
+        return cls(**{**stored, "started_at": dt.datetime.fromisoformat(stored["started_at"])})
+
+
+@dataclasses.dataclass(frozen=True)
+class Admission:
+    """The result of :meth:`Inbox.admit`: the stored delivery, and whether it is new
+    (``False``: a duplicate of ``delivery``)."""
+
+    delivery: Delivery
+    new: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceiverSet:
+    """The receivers an app has for one event, by name (see :mod:`flask_posweb.dispatch.receivers`).
+
+    A delivery records the set of the app that received it, and only a
+    dispatcher that has every one of them may take it.
+    """
+
+    event: str
+    names: frozenset[str]
+
+    @property
+    def key(self) -> str:
+        """A fixed-length key for the set: the same in every process."""
+        text = "\n".join([self.event, *sorted(self.names)])
+        return hashlib.sha256(text.encode()).hexdigest()

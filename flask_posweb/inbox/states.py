@@ -1,0 +1,136 @@
+"""The statuses of a delivery and every transition between them: the one place.
+
+The store (:mod:`.store`) and the dispatcher ask this module where a delivery
+goes next; none of them decides it alone. :func:`mermaid` draws the table
+below, so the diagram in the docs is this code, not a copy of it, and
+``tests/test_states.py`` walks every transition through the public API.
+
+In short: a delivery is stored ``pending`` (or refused, ``rejected``); a
+dispatch ends it ``processed``, ``failed`` (retried with backoff), ``dead``
+(no attempt left), ``unhandled`` (nobody subscribes) or ``rejected`` (no
+longer valid). Only a replay moves a finished delivery; a repeat from DealPOS
+retries a failed one.
+
+.. versionadded:: 0.2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+
+__all__ = [
+    "DISPATCHABLE",
+    "DISPATCH_OUTCOMES",
+    "REPEAT",
+    "REPLAY",
+    "STATUSES",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Status",
+    "Transition",
+    "after_dispatch",
+    "case",
+    "mermaid",
+]
+
+Status = t.Literal["pending", "failed", "processed", "dead", "unhandled", "rejected"]
+STATUSES: tuple[Status, ...] = t.get_args(Status)
+
+#: Statuses a dispatcher may take: due now or later, never finished.
+DISPATCHABLE: tuple[Status, ...] = ("pending", "failed")
+#: Statuses nothing moves on its own: only a replay does. Retention deletes these only.
+TERMINAL: tuple[Status, ...] = ("processed", "dead", "unhandled", "rejected")
+
+#: What an operator's replay does (``flask posweb replay``, the log page). Every
+#: replay gives a fresh attempt budget; a processed or unhandled delivery runs
+#: every receiver again (a new generation), a failed or dead one only those
+#: that have not succeeded, a rejected one is validated again.
+REPLAY: Mapping[Status, Status] = {
+    "pending": "pending",
+    "failed": "failed",
+    "processed": "pending",
+    "dead": "failed",
+    "unhandled": "pending",
+    "rejected": "pending",
+}
+
+#: What a repeat does: DealPOS sent a body again within the duplicate window
+#: (see :mod:`.duplicates`). It retries a delivery that failed, now; a dead one
+#: gets a fresh attempt budget. A pending one is left to its dispatcher, or
+#: taken at once when its lease ran out. Others (processed, unhandled) are done:
+#: the repeat changes nothing, and rejected bodies never meet valid ones.
+REPEAT: Mapping[Status, Status] = {
+    "pending": "pending",
+    "failed": "failed",
+    "dead": "failed",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Transition:
+    """One edge of the state machine."""
+
+    #: ``None`` for a new row.
+    source: Status | None
+    target: Status
+    #: What moves it: ``store``, ``refuse``, an outcome of a dispatch
+    #: (:data:`DISPATCH_OUTCOMES`), ``replay`` or ``repeat``.
+    trigger: str
+
+
+#: What a dispatch can end in, by what happened.
+DISPATCH_OUTCOMES: Mapping[str, Status] = {
+    "every receiver ok": "processed",
+    "a receiver failed": "failed",
+    "failed, no attempt left": "dead",
+    "no receiver subscribes": "unhandled",
+    "no longer valid": "rejected",
+}
+
+
+def after_dispatch(
+    *, receivers: int, failed: int, attempts: int, max_attempts: int
+) -> Status:
+    """Where a dispatched delivery goes.
+
+    :param receivers: receivers this dispatcher has for the event (0: unhandled).
+    :param failed: how many of them failed in this attempt.
+    :param attempts: attempts made, this one included.
+    """
+    if receivers == 0:
+        return "unhandled"
+    if not failed:
+        return "processed"
+    return "dead" if attempts >= max_attempts else "failed"
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(None, "pending", "store"),
+    Transition(None, "rejected", "refuse"),
+    *(
+        Transition(source, target, trigger)
+        for source in DISPATCHABLE
+        for trigger, target in DISPATCH_OUTCOMES.items()
+    ),
+    *(Transition(source, target, "replay") for source, target in REPLAY.items()),
+    *(Transition(source, target, "repeat") for source, target in REPEAT.items()),
+)
+
+
+def case(mapping: Mapping[Status, Status], column: sa.ColumnElement[str]) -> sa.Case[str]:
+    """The SQL ``CASE`` that moves ``column`` as ``mapping`` says (callers
+    filter rows to ``mapping``'s keys)."""
+    return sa.case({source: target for source, target in mapping.items()}, value=column)
+
+
+def mermaid() -> str:
+    """The state diagram of :data:`TRANSITIONS`, as a Mermaid ``stateDiagram-v2``."""
+    lines = ["stateDiagram-v2"]
+    for edge in TRANSITIONS:
+        source = "[*]" if edge.source is None else edge.source
+        lines.append(f"    {source} --> {edge.target}: {edge.trigger}")
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""What every endpoint checks before it parses a body: credentials, then size.
+
+Shared by the webhook and loyalty views; fails closed. Routes take ``POST``
+only; any other method is answered by the blueprint's routing hook (a JSON
+405), never by a view.
+
+.. versionadded:: 0.1
+"""
+
+from __future__ import annotations
+
+from flask import current_app
+from flask import request
+from flask import url_for
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
+
+from ..exceptions import PayloadTooLargeError
+from ..state import PosWebState
+from ..state import get_state
+
+__all__ = ["authenticated_post", "read_body", "token_audience"]
+
+
+def token_audience() -> str:
+    """Who this server is for tokens: ``POSWEB_TOKEN_AUDIENCE``, else the token
+    URL's own external URL."""
+    return get_state().settings.token_audience or url_for("posweb.oauth_token", _external=True)
+
+
+def authenticated_post() -> PosWebState:
+    """The app's state, once the request carries valid credentials.
+
+    :raises AuthenticationError: missing or wrong credentials (nothing is read
+        or stored first).
+    """
+    state = get_state()
+    if state.settings.authenticator is not None:
+        state.settings.authenticator.authenticate(request.headers, token_audience)
+    return state
+
+
+def read_body(limit: int) -> bytes:
+    """The request body, refused once it passes ``limit`` bytes, however it
+    arrives: by ``Content-Length`` before it is read, and while reading one
+    without (chunked, or a server that ends the stream itself).
+
+    Werkzeug's limited stream stops quietly *at* its limit, so it is asked for
+    one byte more: a body that fills it is too large.
+
+    :raises PayloadTooLargeError: 413, before anything is stored.
+    """
+    app_limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    limit = min(limit, app_limit) if app_limit else limit
+    try:
+        body = get_input_stream(request.environ, max_content_length=limit + 1).read()
+    except RequestEntityTooLarge:
+        raise PayloadTooLargeError(limit) from None
+    if len(body) > limit:
+        raise PayloadTooLargeError(limit)
+    return body
