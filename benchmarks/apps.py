@@ -23,7 +23,7 @@ from marshmallow import ValidationError
 from flask_posweb import PosWeb
 from flask_posweb.schemas import InvoicePaymentSchema
 
-API_KEY = "bench-key"
+API_KEY = "bench-key-0123456789"
 VARIANTS = ("bare", "handwritten", "posweb", "posweb_sqlite")
 
 

@@ -17,7 +17,6 @@ import collections.abc as c
 import dataclasses
 import difflib
 import os
-import secrets
 import typing as t
 import warnings
 
@@ -286,10 +285,11 @@ def _strong(key: str, values: c.Iterable[str]) -> None:
     """Secrets long enough that guessing is hopeless; the message shows how to make one."""
     for value in values:
         if len(value) < MIN_SECRET_LENGTH:
+            # The fix is shown, never a key: an error message may end up in a log.
             raise ConfigurationError(
                 f"{key} holds a secret of {len(value)} characters; use at least "
-                f"{MIN_SECRET_LENGTH}, e.g. python -c \"import secrets; "
-                f"print(secrets.token_urlsafe(32))\" (like {secrets.token_urlsafe(32)!r})."
+                f"{MIN_SECRET_LENGTH}, e.g. one made by: python -c \"import secrets; "
+                f"print(secrets.token_urlsafe(32))\""
             )
 
 

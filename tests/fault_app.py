@@ -35,20 +35,25 @@ def effect(receiver: str, event: WebhookEvent) -> None:
 
 
 @posweb.on("payment_created")
-def ledger(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
+def ledger(sender: Flask, event: WebhookEvent[t.Any], **extra: t.Any) -> None:
     effect("ledger", event)
 
 
 @posweb.on("payment_created")
-def mailer(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
+def mailer(sender: Flask, event: WebhookEvent[t.Any], **extra: t.Any) -> None:
     effect("mailer", event)
 
 
 @posweb.on("shift_closed")
-def slow(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
+def slow(sender: Flask, event: WebhookEvent[t.Any], **extra: t.Any) -> None:
     effect("slow-started", event)
     time.sleep(float(os.environ.get("FAULT_SLOW_SECONDS", "0")))
     effect("slow-finished", event)
+
+
+@posweb.loyalty.order_complete
+def reward(call: t.Any) -> int:
+    return int((call.data.get("Sales") or 0) // 1000)
 
 
 def create_app() -> Flask:
@@ -59,7 +64,11 @@ def create_app() -> Flask:
         POSWEB_DISPATCH=os.environ.get("FAULT_DISPATCH", "worker"),
         POSWEB_LEASE=float(os.environ.get("FAULT_LEASE", "120")),
         POSWEB_POLL_INTERVAL=0.1,
-        POSWEB_DATABASE_TIMEOUT=30,
+        POSWEB_RETRY_BACKOFF=0.5,
+        POSWEB_DATABASE_TIMEOUT=float(os.environ.get("FAULT_TIMEOUT", "30")),
+        POSWEB_RETRY_AFTER=3,
     )
     app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
+    # What a load balancer asks after a restart: the app's own, not ours.
+    app.add_url_rule("/health", "health", lambda: "ok")
     return app

@@ -281,7 +281,7 @@ def _read_only(folder: t.Any) -> t.Iterator[None]:
     try:
         yield
     finally:
-        os.system(f"umount {path}")
+        os.system(f"umount -l {path}")
 
 
 def test_the_timeout_bounds_the_whole_wait(tmp_path: t.Any) -> None:

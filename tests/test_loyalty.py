@@ -220,9 +220,45 @@ def test_order_complete_is_computed_once_per_order(
     assert first.json == again.json == {"reward": 68}
     assert provider.calls == 1
     assert [kwargs["replayed"] for _, kwargs in answered] == [False, True]
-    (row,) = get_state(app).require_inbox().select()
-    assert row.event == "loyalty_order_complete" and row.answer == {"reward": 68}
-    assert row.status == "processed"
+    memory = get_state(app).loyalty
+    assert memory is not None
+    (row,) = memory.list()
+    assert row.call == "order_complete" and row.answer == {"reward": 68}
+    assert row.status == "answered" and row.key == "id:" + json.loads(sample("loyalty_order_complete"))["ID"]
+
+
+def test_remembered_answers_are_not_deliveries(
+    app: Flask, client: PosWebClient, posweb: PosWeb
+) -> None:
+    """Inbox 0.2, finding 6: 0.1 kept them among the deliveries, and
+    ``flask posweb replay --failed`` broke them (503 forever)."""
+    provider = Counter(failures=1)
+    posweb.loyalty.order_complete(provider)
+    assert client.call_loyalty("order_complete").status_code == 500  # remembered as failed
+    inbox = get_state(app).require_inbox()
+    assert inbox.list() == [] and sum(inbox.counts().values()) == 0
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["posweb", "replay", "--failed"]).exit_code == 0
+    assert runner.invoke(args=["posweb", "replay", "--rejected"]).exit_code == 0
+    assert runner.invoke(args=["posweb", "prune", "--older-than", "0s"]).exit_code == 0
+    answered = client.call_loyalty("order_complete")
+    assert answered.status_code == 200 and answered.json == {"reward": 68}
+    runner.invoke(args=["posweb", "replay", "--status", "processed"])
+    again = client.call_loyalty("order_complete")
+    assert again.json == {"reward": 68} and provider.calls == 2
+
+
+def test_an_order_id_too_long_to_be_a_key_is_refused(
+    app: Flask, client: PosWebClient, posweb: PosWeb
+) -> None:
+    """Inbox 0.2, finding 7: a 10,000-character ID failed a whole group commit."""
+    posweb.loyalty.order_complete(Counter())
+    body = json.loads(sample("loyalty_order_complete"))
+    response = client.call_loyalty("order_complete", {**body, "ID": "x" * 10_000})
+    assert response.status_code == 422
+    assert list(response.json["errors"]) == ["ID"]
+    fine = client.call_loyalty("order_complete", {**body, "ID": "x" * 200})
+    assert fine.status_code == 200
 
 
 def test_the_order_id_is_the_key_not_the_bytes(client: PosWebClient, posweb: PosWeb) -> None:
@@ -248,6 +284,17 @@ def test_concurrent_repeats_ask_the_provider_once(app: Flask, posweb: PosWeb) ->
     run_together(call, 3)
     assert answers == [{"reward": 68}] * 3
     assert provider.calls == 1
+
+
+def test_remembered_answers_are_kept_for_their_own_retention(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
+    app = make_app(POSWEB_LOYALTY_RETENTION="1d")
+    posweb.loyalty.order_complete(Counter())
+    PosWebClient(app).call_loyalty("order_complete")
+    memory = get_state(app).loyalty
+    assert memory is not None and memory.housekeep(86400) == 0
+    assert memory.housekeep(0) == 1 and memory.list() == []
 
 
 def test_a_failed_order_is_asked_again(client: PosWebClient, posweb: PosWeb) -> None:

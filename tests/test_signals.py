@@ -31,9 +31,9 @@ def test_lifecycle_of_an_accepted_delivery(app: Flask, client: PosWebClient) -> 
     with captured_signals(app, *LIFECYCLE, signals.payment_created) as sent:
         client.deliver("payment_created")
     assert [name for name, _ in sent] == [
-        "webhook-received",
-        "payment-created",
-        "webhook-processed",
+        "webhook_received",
+        "payment_created",
+        "webhook_processed",
     ]
     events = [kwargs["event"] for _, kwargs in sent]
     assert all(isinstance(e, WebhookEvent) and e == events[0] for e in events)

@@ -42,7 +42,7 @@ def test_captured_signals_records_names_and_arguments(app: Flask, client: PosWeb
     with captured_signals(app, signals.webhook_received, signals.webhook_rejected) as sent:
         client.deliver("payment_created")
         client.deliver("payment_created", {})
-    assert [name for name, _ in sent] == ["webhook-received", "webhook-rejected"]
+    assert [name for name, _ in sent] == ["webhook_received", "webhook_rejected"]
     assert sent[1][1]["event_name"] == "payment_created"
 
 

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import typing as t
+import zlib
 
 import pytest
 from flask import Flask
 
+from flask_posweb.auth.tokens import TokenAuthority
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
-from flask_posweb.tokens import TokenAuthority
 
 from .conftest import MakeApp
 
-CLIENTS = {"dealpos": "client-secret"}
+SECRET = "client-secret-0123456789"
+CLIENTS = {"dealpos": SECRET}
 TOKEN_URL = "/dealpos/oauth/token"
+SIGNING = "signing-key-0123456789"
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -23,14 +28,14 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 
 def oauth_app(make_app: MakeApp, **config: t.Any) -> Flask:
-    settings = {"POSWEB_API_KEYS": [], "POSWEB_OAUTH_CLIENTS": CLIENTS, "SECRET_KEY": "signing"}
+    settings = {"POSWEB_API_KEYS": [], "POSWEB_OAUTH_CLIENTS": CLIENTS, "SECRET_KEY": SIGNING}
     return make_app(**(settings | config))
 
 
 def token_for(client: t.Any, **kwargs: t.Any) -> t.Any:
     if "json" not in kwargs:
         kwargs.setdefault("data", {"grant_type": "client_credentials"})
-    kwargs.setdefault("headers", basic("dealpos", "client-secret"))
+    kwargs.setdefault("headers", basic("dealpos", SECRET))
     return client.post(TOKEN_URL, **kwargs)
 
 
@@ -49,19 +54,25 @@ def test_token_then_webhook(make_app: MakeApp) -> None:
     assert (
         client.deliver("payment_created", headers=bearer(body["access_token"])).status_code == 200
     )
-    refused = client.deliver("payment_created", headers=bearer(body["access_token"] + "x"))
+
+
+def test_a_refused_bearer_token_says_invalid_token(make_app: MakeApp) -> None:
+    """RFC 6750 section 3.1 (Hostile bytes, 0.2)."""
+    client: PosWebClient = oauth_app(make_app).test_client()  # type: ignore[assignment]
+    token = token_for(client).json["access_token"]
+    refused = client.deliver("payment_created", headers=bearer(token + "x"))
     assert refused.status_code == 401
-    assert refused.headers["WWW-Authenticate"] == 'Bearer realm="DealPOS webhooks"'
+    assert refused.headers["WWW-Authenticate"] == (
+        'Bearer realm="DealPOS webhooks", error="invalid_token"'
+    )
+    none = client.deliver("payment_created", headers={"Authorization": ""})
+    assert none.headers["WWW-Authenticate"] == 'Bearer realm="DealPOS webhooks"'
 
 
 @pytest.mark.parametrize("how", ["form", "json"])
 def test_client_credentials_in_the_body(make_app: MakeApp, how: str) -> None:
     client = oauth_app(make_app).test_client()
-    fields = {
-        "grant_type": "client_credentials",
-        "client_id": "dealpos",
-        "client_secret": "client-secret",
-    }
+    fields = {"grant_type": "client_credentials", "client_id": "dealpos", "client_secret": SECRET}
     response = token_for(
         client, headers={}, **({"data": fields} if how == "form" else {"json": fields})
     )
@@ -72,21 +83,24 @@ def test_client_credentials_in_the_body(make_app: MakeApp, how: str) -> None:
     ("kwargs", "status", "code"),
     [
         ({"data": {"grant_type": "password"}}, 400, "unsupported_grant_type"),
-        ({"data": {}}, 400, "unsupported_grant_type"),
+        ({"data": {}}, 400, "invalid_request"),  # no grant_type at all
+        ({"data": "grant_type=client_credentials&grant_type=x"}, 400, "invalid_request"),
         ({"headers": basic("dealpos", "wrong")}, 401, "invalid_client"),
-        ({"headers": basic("stranger", "client-secret")}, 401, "invalid_client"),
+        ({"headers": basic("stranger", SECRET)}, 401, "invalid_client"),
         ({"headers": {}}, 400, "invalid_request"),
         (
             {
                 "data": {
                     "grant_type": "client_credentials",
                     "client_id": "dealpos",
-                    "client_secret": "client-secret",
+                    "client_secret": SECRET,
                 }
             },
             400,
             "invalid_request",
         ),  # in two places
+        ({"data": b"\xff\xfe", "content_type": "application/x-www-form-urlencoded"}, 400, "invalid_request"),
+        ({"data": "{}", "content_type": "text/plain"}, 400, "invalid_request"),
     ],
 )
 def test_token_errors_follow_rfc_6749(
@@ -95,14 +109,29 @@ def test_token_errors_follow_rfc_6749(
     response = token_for(oauth_app(make_app).test_client(), **kwargs)
     assert response.status_code == status
     assert response.json["error"] == code
-    assert "client-secret" not in response.get_data(as_text=True)
+    assert SECRET not in response.get_data(as_text=True)
     if code == "invalid_client":
         assert response.headers["WWW-Authenticate"].startswith("Basic ")
+
+
+def test_deeply_nested_json_at_the_token_url_is_a_400_not_a_500(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hostile bytes, finding 4: RecursionError escaped get_json(silent=True)."""
+    nested = "[" * 7000 + "]" * 7000  # within the size limit, past the recursion limit
+    with caplog.at_level(logging.ERROR, "flask_posweb"):
+        response = token_for(
+            oauth_app(make_app).test_client(), data=nested, content_type="application/json", headers={}
+        )
+    assert response.status_code == 400 and response.json["error"] == "invalid_request"
+    assert "nested too deeply" in response.json["error_description"]
+    assert caplog.records == []
 
 
 def test_token_url_takes_only_post(make_app: MakeApp) -> None:
     response = oauth_app(make_app).test_client().get(TOKEN_URL)
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert response.is_json
 
 
 def test_token_url_without_oauth_is_not_found(client: PosWebClient) -> None:
@@ -110,7 +139,7 @@ def test_token_url_without_oauth_is_not_found(client: PosWebClient) -> None:
 
 
 def test_tokens_expire(make_app: MakeApp) -> None:
-    app = oauth_app(make_app, POSWEB_TOKEN_TTL=60)
+    app = oauth_app(make_app, POSWEB_TOKEN_TTL="1m")
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
     token = token_for(client).json["access_token"]
     authority = get_state(app).settings.tokens
@@ -129,14 +158,37 @@ def test_another_process_with_the_same_configuration_accepts_the_token(make_app:
     assert response.status_code == 200
 
 
+def test_a_staging_token_is_refused_in_production(make_app: MakeApp) -> None:
+    """Hostile bytes, finding 8: tokens now carry an audience."""
+    staging, production = oauth_app(make_app), oauth_app(make_app)
+    token = token_for(staging.test_client(), base_url="https://staging.shop.example").json[
+        "access_token"
+    ]
+    client: PosWebClient = production.test_client()  # type: ignore[assignment]
+    ok = client.deliver("payment_created", headers=bearer(token), base_url="https://staging.shop.example")
+    assert ok.status_code == 200
+    refused = client.deliver("payment_created", headers=bearer(token), base_url="https://shop.example")
+    assert refused.status_code == 401
+
+
+def test_an_explicit_audience_is_used_on_both_sides(make_app: MakeApp) -> None:
+    app = oauth_app(make_app, POSWEB_TOKEN_AUDIENCE="urn:shop:production")
+    client: PosWebClient = app.test_client()  # type: ignore[assignment]
+    token = token_for(client, base_url="https://a.example").json["access_token"]
+    answer = client.deliver("payment_created", headers=bearer(token), base_url="https://b.example")
+    assert answer.status_code == 200  # the audience is the setting, whatever the host
+    authority = get_state(app).settings.tokens
+    assert authority is not None and authority.verify(token, "urn:shop:staging") is None
+
+
 @pytest.mark.parametrize(
     ("config", "valid"),
     [
-        ({"POSWEB_OAUTH_CLIENTS": {"dealpos": "rotated"}}, False),
-        ({"POSWEB_OAUTH_CLIENTS": {"dealpos": ["client-secret", "rotated"]}}, True),  # overlap
-        ({"SECRET_KEY": "new-signing-key"}, False),
-        ({"POSWEB_OAUTH_SIGNING_KEY": ["signing", "newer"]}, True),  # old key still listed
-        ({"POSWEB_OAUTH_CLIENTS": {"someone-else": "client-secret"}}, False),
+        ({"POSWEB_OAUTH_CLIENTS": {"dealpos": "rotated-0123456789"}}, False),
+        ({"POSWEB_OAUTH_CLIENTS": {"dealpos": [SECRET, "rotated-0123456789"]}}, True),  # overlap
+        ({"SECRET_KEY": "new-signing-key-0123456789"}, False),
+        ({"POSWEB_OAUTH_SIGNING_KEY": [SIGNING, "newer-0123456789"]}, True),  # old key listed
+        ({"POSWEB_OAUTH_CLIENTS": {"someone-else": SECRET}}, False),
     ],
 )
 def test_rotation_revokes_tokens(make_app: MakeApp, config: dict[str, t.Any], valid: bool) -> None:
@@ -154,13 +206,61 @@ def test_the_test_kit_fetches_tokens_like_dealpos(make_app: MakeApp) -> None:
 def test_authority_is_pure_and_rejects_forgeries() -> None:
     now = [1_000_000.0]
     authority = TokenAuthority({"c": ["s"]}, ["k"], ttl=10, clock=lambda: now[0])
-    token = authority.issue("c", "s")["access_token"]
-    assert authority.verify(token) == "c"
-    payload, signature = token.split(".")
-    forged = base64.urlsafe_b64encode(b'{"sub":"c","exp":99999999999}').rstrip(b"=").decode()
-    assert authority.verify(f"{forged}.{signature}") is None
-    assert authority.verify("") is None and authority.verify("a.b.c") is None
+    token = authority.issue("c", "s", "aud")["access_token"]
+    assert authority.verify(token, "aud") == "c"
+    assert authority.verify(token, "other") is None
+    client, claims, signature = token.split(".")
+    forged = base64.urlsafe_b64encode(b'{"aud":"aud","exp":99999999999}').rstrip(b"=").decode()
+    assert authority.verify(f"{client}.{forged}.{signature}", "aud") is None
+    unknown = base64.urlsafe_b64encode(b"nobody").rstrip(b"=").decode()
+    assert authority.verify(f"{unknown}.{claims}.{signature}", "aud") is None
+    for junk in ("", "a.b.c", "...", "\u00e9.x.y", "x" * 5000):
+        assert authority.verify(junk, "aud") is None
     assert not authority.authenticate_client("c", "wrong")
     assert not authority.authenticate_client("nobody", "s")
     now[0] += 10
-    assert authority.verify(token) is None
+    assert authority.verify(token, "aud") is None
+
+
+def test_nothing_in_a_token_is_read_before_its_signature_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hostile bytes, finding 3: 0.1 inflated and parsed a token's payload
+    (``loads_unsafe``) before checking it: 8 KB cost 132 ms and 300 MiB."""
+    authority = TokenAuthority({"c": ["s"]}, ["k"])
+    bomb = base64.urlsafe_b64encode(zlib.compress(b"[" * 10_000_000)).decode()
+    client = base64.urlsafe_b64encode(b"c").rstrip(b"=").decode()
+
+    def forbidden(*args: t.Any, **kwargs: t.Any) -> t.NoReturn:
+        raise AssertionError("read before the signature was checked")
+
+    monkeypatch.setattr(zlib, "decompress", forbidden)
+    monkeypatch.setattr(json, "loads", forbidden)
+    for token in (f"{client}.{bomb[:900]}.sig", f".{bomb}", f"{client}.{bomb}.x", "a" * 8192):
+        assert authority.verify(token, "aud") is None
+
+
+# -- throttling with the host's Flask-Limiter: Hostile bytes, finding 7 ----------------
+
+
+def test_failed_token_requests_are_throttled_with_flask_limiter(make_app: MakeApp) -> None:
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    app = oauth_app(make_app, POSWEB_TOKEN_RATE_LIMIT="3 per minute")
+    Limiter(get_remote_address, app=app, storage_uri="memory://")
+    client = app.test_client()
+    assert token_for(client).status_code == 200  # successes are not counted
+    statuses = [token_for(client, headers=basic("dealpos", "guess")).status_code for _ in range(5)]
+    assert statuses == [401, 401, 401, 429, 429]
+    throttled = token_for(client, headers=basic("dealpos", "guess"))
+    assert throttled.json["error"] == "invalid_request" and int(throttled.headers["Retry-After"]) >= 1
+    assert token_for(client).status_code == 429  # the address waits out the window
+
+
+def test_without_a_limiter_oauth_warns_that_the_token_url_is_unthrottled(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "flask_posweb"):
+        oauth_app(make_app)
+    assert "The OAuth token URL is not throttled" in caplog.text

@@ -15,12 +15,12 @@ from flask_posweb import InsecureWebhookWarning
 from flask_posweb import PosWeb
 from flask_posweb.exceptions import AuthenticationError
 from flask_posweb.testing import PosWebClient
-from flask_posweb.verification import ApiKeyVerifier
-from flask_posweb.verification import Authenticator
-from flask_posweb.verification import BasicVerifier
-from flask_posweb.verification import digests
-from flask_posweb.verification import matches_any
-from flask_posweb.verification import parse_basic
+from flask_posweb.auth.verification import ApiKeyVerifier
+from flask_posweb.auth.verification import Authenticator
+from flask_posweb.auth.verification import BasicVerifier
+from flask_posweb.auth.verification import digests
+from flask_posweb.auth.verification import matches_any
+from flask_posweb.auth.verification import parse_basic
 
 from .conftest import MakeApp
 
@@ -115,9 +115,13 @@ def test_no_credentials_is_a_configuration_error_naming_the_keys(tmp_path: t.Any
         ("POSWEB_API_KEYS", [3], "non-empty"),
         ("POSWEB_BASIC_AUTH", "user:pass", "map names to secrets"),
         ("POSWEB_OAUTH_CLIENTS", {"dealpos": ""}, "non-empty"),
-        ("POSWEB_DISPATCH", "cron", "'inline', 'thread' or 'worker'"),
+        ("POSWEB_DISPATCH", "cron", "'inline', 'thread', 'worker' or 'celery'"),
         ("POSWEB_MAX_CONTENT_LENGTH", 0, "positive"),
         ("POSWEB_TOKEN_TTL", -1, "positive"),
+        # Hostile bytes, finding 7: weak secrets were accepted.
+        ("POSWEB_API_KEYS", ["k"], "at least 16.*secrets.token_urlsafe"),
+        ("POSWEB_BASIC_AUTH", {"dealpos": "short"}, "at least 16.*secrets.token_urlsafe"),
+        ("POSWEB_OAUTH_CLIENTS", {"dealpos": "x"}, "at least 16.*secrets.token_urlsafe"),
     ],
 )
 def test_bad_settings_are_refused_with_the_fix(
@@ -126,8 +130,8 @@ def test_bad_settings_are_refused_with_the_fix(
     config = {key: value}
     if key.startswith("POSWEB_OAUTH") or key == "POSWEB_TOKEN_TTL":
         config |= {
-            "SECRET_KEY": "s",
-            "POSWEB_OAUTH_CLIENTS": config.get("POSWEB_OAUTH_CLIENTS", {"c": "s"}),
+            "SECRET_KEY": "s" * 16,
+            "POSWEB_OAUTH_CLIENTS": config.get("POSWEB_OAUTH_CLIENTS", {"c": "s" * 16}),
         }
     with pytest.raises(ConfigurationError, match=message):
         make_app(**config)
@@ -135,7 +139,7 @@ def test_bad_settings_are_refused_with_the_fix(
 
 def test_oauth_needs_a_signing_key(make_app: MakeApp) -> None:
     with pytest.raises(ConfigurationError, match="POSWEB_OAUTH_SIGNING_KEY or SECRET_KEY"):
-        make_app(POSWEB_OAUTH_CLIENTS={"dealpos": "secret"}, POSWEB_API_KEYS=[])
+        make_app(POSWEB_OAUTH_CLIENTS={"dealpos": "secret" * 3}, POSWEB_API_KEYS=[])
 
 
 def test_no_auth_is_an_explicit_opt_in_that_warns(make_app: MakeApp) -> None:
@@ -153,19 +157,21 @@ def test_no_auth_with_credentials_is_ambiguous(make_app: MakeApp) -> None:
 
 
 def test_basic_auth_mode(make_app: MakeApp) -> None:
-    app = make_app(POSWEB_API_KEYS=[], POSWEB_BASIC_AUTH={"dealpos": ["new", "old"]})
+    new, old = "new-password-0123456789", "old-password-0123456789"
+    app = make_app(POSWEB_API_KEYS=[], POSWEB_BASIC_AUTH={"dealpos": [new, old]})
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
     assert client.deliver("payment_created").status_code == 200  # the kit sends the first pair
-    assert client.deliver("payment_created", headers=basic("dealpos", "old")).status_code == 200
-    refused = client.deliver("payment_created", headers=basic("dealpos", "older"))
+    assert client.deliver("payment_created", headers=basic("dealpos", old)).status_code == 200
+    refused = client.deliver("payment_created", headers=basic("dealpos", old + "x"))
     assert refused.status_code == 401
     assert refused.headers["WWW-Authenticate"].startswith("Basic ")
 
 
 def test_several_modes_at_once(make_app: MakeApp) -> None:
-    app = make_app(POSWEB_BASIC_AUTH=[("dealpos", "pw")])
+    password = "password-0123456789"
+    app = make_app(POSWEB_BASIC_AUTH=[("dealpos", password)])
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
-    assert client.deliver("invoice_created", headers=basic("dealpos", "pw")).status_code == 200
+    assert client.deliver("invoice_created", headers=basic("dealpos", password)).status_code == 200
     assert client.deliver("invoice_created", key="test-key-0123456789").status_code == 200
     response = client.deliver("invoice_created", key="nope")
     assert response.status_code == 401

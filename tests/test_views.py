@@ -74,7 +74,8 @@ def error(response: t.Any, status: int) -> dict[str, t.Any]:
     [
         (b"{", "not valid JSON"),
         (b"", "not valid JSON"),
-        (b"\xff\xfe\x00", "not valid JSON"),
+        (b"\xff\xfe\x00", "must be UTF-8"),
+        (b"\x80{}", "not valid UTF-8"),
         (b"[1, 2]", "not an array"),
         (b'"text"', "not a string"),
         (b"42", "not a number"),
@@ -104,13 +105,31 @@ def test_401_without_valid_credentials(client: PosWebClient, headers: dict[str, 
     assert "wrong" not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
-def test_405_for_other_methods(client: PosWebClient, method: str) -> None:
-    response = client.open("/dealpos/payment-created", method=method, headers=KEY)
+@pytest.mark.parametrize(
+    "method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND", "BREW"]
+)
+@pytest.mark.parametrize(
+    "path", ["/dealpos/payment-created", "/dealpos/loyalty/member-points", "/dealpos/oauth/token"]
+)
+def test_405_in_json_for_any_other_method(client: PosWebClient, method: str, path: str) -> None:
+    """Hostile bytes, finding 6: 0.1 answered TRACE and PROPFIND with Flask's HTML 405."""
+    response = client.open(path, method=method, headers=KEY)
     assert response.status_code == 405
     assert response.headers["Allow"] == "POST"
     if method != "HEAD":
         error(response, 405)
+
+
+@pytest.mark.parametrize("path", ["/dealpos/payment-createdd", "/dealpos/", "/dealpos/a/b/c"])
+def test_404_in_json_for_an_unknown_url_under_the_prefix(client: PosWebClient, path: str) -> None:
+    """Hostile bytes, finding 6: a typo in the URL pasted into DealPOS got the host's HTML 404."""
+    body = error(client.post(path, headers=KEY), 404)
+    assert "flask posweb events" in body["message"]
+
+
+def test_routes_declare_only_the_methods_they_serve(app: Flask) -> None:
+    ours = [rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("posweb.")]
+    assert ours and all(rule.methods == {"POST"} for rule in ours)
 
 
 def test_413_by_content_length_before_reading(make_app: MakeApp) -> None:
@@ -153,6 +172,19 @@ def test_415_when_not_json(client: PosWebClient, content_type: str) -> None:
     assert "application/json" in body["message"]
 
 
+def test_a_compressed_body_is_refused_and_kept(app: Flask, client: PosWebClient) -> None:
+    import gzip
+
+    from flask_posweb.state import get_state
+
+    packed = gzip.compress(sample("payment_created"))
+    response = client.deliver("payment_created", packed, headers={"Content-Encoding": "gzip"})
+    body = error(response, 415)
+    assert "Content-Encoding 'gzip' is not accepted" in body["message"]
+    kept = get_state(app).require_inbox().get(int(response.headers["X-PosWeb-Delivery"]))
+    assert kept is not None and kept.status == "rejected" and kept.raw == packed
+
+
 def test_json_with_a_charset_or_suffix_is_json(client: PosWebClient) -> None:
     assert (
         client.deliver(
@@ -182,12 +214,12 @@ def test_422_names_every_bad_field_by_its_path(client: PosWebClient) -> None:
 def test_errors_never_echo_secrets_or_tracebacks(
     app: Flask, client: PosWebClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flask_posweb.views
+    import flask_posweb.web.views
 
     def explode(*args: t.Any, **kwargs: t.Any) -> t.NoReturn:
         raise RuntimeError("secret internals test-key")
 
-    monkeypatch.setattr(flask_posweb.views, "receive", explode)
+    monkeypatch.setattr(flask_posweb.web.views, "receive", explode)
     response = client.deliver("payment_created")
     assert error(response, 500) == {"status": "error", "message": "Internal error."}
     assert "test-key-0123456789" not in response.get_data(as_text=True)
@@ -204,7 +236,9 @@ def test_error_handling_stays_inside_the_blueprint(app: Flask, client: PosWebCli
 
     assert client.get("/nowhere").mimetype == "text/html"  # the app's 404
     assert client.post("/only-get").mimetype == "text/html"  # the app's 405
-    assert client.get("/dealpos/no-such-event").mimetype == "text/html"
+    assert client.open("/only-get", method="TRACE").mimetype == "text/html"
+    assert client.get("/dealposx/payment-created").mimetype == "text/html"  # not our prefix
+    assert client.get("/dealpos/no-such-event").mimetype == "application/json"  # ours
     with pytest.raises(KeyError):  # TESTING: the app's errors propagate as usual
         client.get("/boom")
 
@@ -217,12 +251,13 @@ def test_success_is_exactly_what_dealpos_expects(client: PosWebClient) -> None:
 
 def test_init_app_uses_the_configured_prefix(tmp_path: t.Any) -> None:
     app = Flask(__name__, instance_path=str(tmp_path))
-    app.config.update(POSWEB_API_KEYS=["k"], POSWEB_URL_PREFIX="/hooks/pos")
+    key = "k" * 16
+    app.config.update(TESTING=True, POSWEB_API_KEYS=[key], POSWEB_URL_PREFIX="/hooks/pos")
     posweb = PosWeb(app)
-    seen: list[WebhookEvent] = []
+    seen: list[WebhookEvent[t.Any]] = []
     posweb.on("invoice_created")(lambda sender, event, **extra: seen.append(event))
     app.test_client_class = PosWebClient
-    response = app.test_client().deliver("invoice_created", key="k")
+    response = app.test_client().deliver("invoice_created", key=key)
     assert response.status_code == 200
     assert response.request.path == "/hooks/pos/invoice-created"
     assert seen[0].data["Number"] == "KMG-INV-2026-00412"
@@ -239,5 +274,5 @@ def test_a_custom_key_header_is_never_kept(make_app: MakeApp) -> None:
     assert not {"x-dealpos-key", "cookie"} & {name.lower() for name in events[0].headers}
     from flask_posweb.state import get_state
 
-    (stored,) = get_state(app).require_inbox().select()
+    (stored,) = get_state(app).require_inbox().list()
     assert "X-Dealpos-Key" not in stored.headers and "X-Trace" in stored.headers

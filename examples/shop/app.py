@@ -30,7 +30,6 @@ from flask_posweb import WebhookEvent
 from flask_posweb.loyalty import Coupon
 from flask_posweb.loyalty import CouponRefused
 from flask_posweb.loyalty import LoyaltyCall
-from flask_posweb.state import get_state
 
 posweb = PosWeb()
 log = logging.getLogger("shop")
@@ -161,7 +160,7 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
                 for row in rows
             ],
             points=dict(points.fetchall()),
-            inbox=get_state(app).require_inbox().counts(),
+            inbox=posweb.inbox.counts(),
         )
 
     return app

@@ -64,10 +64,11 @@ SHARED = [
 
 OLD = sa.table(
     "posweb_deliveries",
-    *(sa.column(name) for name in SHARED if name not in ("raw", "headers", "errors")),
+    *(sa.column(name) for name in SHARED if name not in ("raw", "headers", "errors", "outcomes")),
     sa.column("raw", sa.LargeBinary()),
     sa.column("headers", sa.JSON()),
     sa.column("errors", sa.JSON()),
+    sa.column("outcomes", sa.JSON()),
     sa.column("answer", sa.JSON()),
     sa.column("dedup_key", sa.String()),
 )
@@ -141,6 +142,12 @@ def upgrade() -> None:
         op.drop_column("posweb_deliveries", "dedup_key")
         op.drop_column("posweb_deliveries", "answer")
         op.drop_index("ix_posweb_deliveries_due", "posweb_deliveries")
+        # Ids never go back: the sequence stays past every id ever given.
+        op.execute(
+            "SELECT setval(pg_get_serial_sequence('posweb_deliveries', 'id'), GREATEST("
+            "(SELECT COALESCE(MAX(id), 1) FROM posweb_deliveries), "
+            "(SELECT last_value FROM posweb_deliveries_id_seq)))"
+        )
     _indexes()
     if bind.dialect.name == "sqlite":
         op.create_index("ix_posweb_deliveries_received", "posweb_deliveries", ["received_at"])
