@@ -59,7 +59,10 @@ def when(moment: dt.datetime | None) -> str:
     return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
-MOMENT_FORMS = "an ISO date or date-time (UTC unless it has a zone, e.g. 2026-11-29T08:00+07:00) or a duration ago (90s, 10m, 2h, 7d)"
+MOMENT_FORMS = (
+    "an ISO date or date-time (UTC unless it has a zone, e.g. 2026-11-29T08:00+07:00) "
+    "or a duration ago (90s, 10m, 2h, 7d)"
+)
 
 
 def parse_moment(text: str) -> dt.datetime:
@@ -86,7 +89,9 @@ def _duration(text: str) -> float:
 class Choice(click.Choice[str]):
     """A choice whose error names the closest value."""
 
-    def convert(self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None) -> t.Any:
+    def convert(
+        self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> t.Any:
         if value in self.choices:
             return value
         close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
@@ -116,9 +121,14 @@ def _filter_options(command: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
             "--since",
             type=parse_moment,
             metavar="WHEN",
-            help="Received at or after WHEN: an ISO date or date-time (UTC unless zoned), or a duration ago (2h, 7d).",
+            help=(
+                "Received at or after WHEN: an ISO date or date-time (UTC unless zoned), "
+                "or a duration ago (2h, 7d)."
+            ),
         ),
-        click.option("--until", type=parse_moment, metavar="WHEN", help="Received before WHEN (same forms)."),
+        click.option(
+            "--until", type=parse_moment, metavar="WHEN", help="Received before WHEN (same forms)."
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -248,7 +258,9 @@ def register_commands(bp: Blueprint) -> None:
         for signum in (os_signal.SIGTERM, os_signal.SIGINT):
             os_signal.signal(signum, lambda *_: stop.set())
         click.echo(f"Worker {runner.owner} started.")
-        runner.run_forever(stop, on_batch=lambda n: click.echo(f"{plural(n, 'delivery')} dispatched."))
+        runner.run_forever(
+            stop, on_batch=lambda n: click.echo(f"{plural(n, 'delivery')} dispatched.")
+        )
         click.echo("Worker stopped.")
 
     @cli.command("list")
@@ -297,7 +309,10 @@ def register_commands(bp: Blueprint) -> None:
                 "body": delivery.raw.decode("utf-8", "replace"),
                 "errors": delivery.errors,
                 "receivers": [
-                    {**a._asdict(), "started_at": a.started_at.replace(tzinfo=dt.timezone.utc).isoformat()}
+                    {
+                        **a._asdict(),
+                        "started_at": a.started_at.replace(tzinfo=dt.timezone.utc).isoformat(),
+                    }
                     for a in attempts
                 ],
             }
@@ -313,7 +328,9 @@ def register_commands(bp: Blueprint) -> None:
         if delivery.replay:
             click.echo(f"{'replay:':<16} yes")
         if delivery.locked_by:
-            click.echo(f"{'leased by:':<16} {delivery.locked_by} until {when(delivery.locked_until)}")
+            click.echo(
+                f"{'leased by:':<16} {delivery.locked_by} until {when(delivery.locked_until)}"
+            )
         if delivery.missing:
             click.echo(f"{'missing:':<16} {', '.join(delivery.missing)}")
         click.echo("headers:")
@@ -366,7 +383,10 @@ def register_commands(bp: Blueprint) -> None:
         "--older-than",
         type=_duration,
         metavar="DURATION",
-        help="Processed and unhandled deliveries older than this (default: POSWEB_RETENTION, e.g. 30d).",
+        help=(
+            "Processed and unhandled deliveries older than this "
+            "(default: POSWEB_RETENTION, e.g. 30d)."
+        ),
     )
     def prune_command(older_than: float | None) -> None:
         """Apply the retention rules now: finished deliveries past their retention, rejected
@@ -421,7 +441,10 @@ def register_commands(bp: Blueprint) -> None:
         found = _state().require_inbox().layout.current()
         needed = head()
         status = "up to date" if found == needed else "run 'flask posweb db upgrade'"
-        click.echo(f"Inbox at revision {found or 'none (created on first use)'}; this code needs {needed}: {status}.")
+        click.echo(
+            f"Inbox at revision {found or 'none (created on first use)'}; "
+            f"this code needs {needed}: {status}."
+        )
 
 
 def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
@@ -466,7 +489,9 @@ def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
     return rows
 
 
-def replay(state: PosWebState, which: Filter, *, progress: bool = False) -> collections.Counter[str]:
+def replay(
+    state: PosWebState, which: Filter, *, progress: bool = False
+) -> collections.Counter[str]:
     """Replay the deliveries ``which`` chooses, here and now (the CLI and the
     log page): each is made due again (:data:`~flask_posweb.inbox.states.REPLAY`),
     then taken and dispatched in this process.
@@ -480,7 +505,10 @@ def replay(state: PosWebState, which: Filter, *, progress: bool = False) -> coll
     selected = inbox.ids(which)
     owner, tally = new_owner("replay"), collections.Counter[str]()
     with click.progressbar(
-        length=len(selected), label="Replaying", show_pos=True, hidden=not progress or len(selected) < 20
+        length=len(selected),
+        label="Replaying",
+        show_pos=True,
+        hidden=not progress or len(selected) < 20,
     ) as bar:
         for start in range(0, len(selected), 500):
             chunk = selected[start : start + 500]

@@ -247,7 +247,9 @@ def _duration(config: c.Mapping[str, t.Any], key: str, *, zero: bool = False) ->
 
 def _inbox_name(value: t.Any) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 64:
-        raise ConfigurationError(f"POSWEB_INBOX_NAME must be a string of 1 to 64 characters, not {value!r}.")
+        raise ConfigurationError(
+            f"POSWEB_INBOX_NAME must be a string of 1 to 64 characters, not {value!r}."
+        )
     return value
 
 
@@ -288,8 +290,8 @@ def _strong(key: str, values: c.Iterable[str]) -> None:
             # The fix is shown, never a key: an error message may end up in a log.
             raise ConfigurationError(
                 f"{key} holds a secret of {len(value)} characters; use at least "
-                f"{MIN_SECRET_LENGTH}, e.g. one made by: python -c \"import secrets; "
-                f"print(secrets.token_urlsafe(32))\""
+                f'{MIN_SECRET_LENGTH}, e.g. one made by: python -c "import secrets; '
+                f'print(secrets.token_urlsafe(32))"'
             )
 
 
@@ -331,7 +333,8 @@ def _authenticator(
     keys = _strings("POSWEB_API_KEYS", config["POSWEB_API_KEYS"])
     if "POSWEB_API_KEY" in config and not keys:
         raise ConfigurationError(
-            "POSWEB_API_KEY is not a setting: put the key in POSWEB_API_KEYS (a list, for rotation)."
+            "POSWEB_API_KEY is not a setting: put the key in POSWEB_API_KEYS "
+            "(a list, for rotation)."
         )
     _strong("POSWEB_API_KEYS", keys)
     if keys:

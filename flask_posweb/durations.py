@@ -43,8 +43,8 @@ def to_seconds(value: object, *, numbers: bool = True) -> float:
         return parse_duration(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not numbers:
-            raise TypeError(
-                f"{value!r} has no unit: write timedelta(days={value}) or '{value}d'."
-            )
+            raise TypeError(f"{value!r} has no unit: write timedelta(days={value}) or '{value}d'.")
         return float(value)
-    raise ValueError(f"{value!r} is not a duration: use seconds, a timedelta or a string like '10m'.")
+    raise ValueError(
+        f"{value!r} is not a duration: use seconds, a timedelta or a string like '10m'."
+    )

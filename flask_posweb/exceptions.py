@@ -59,9 +59,7 @@ class NotFoundError(WebhookError):
     status_code = 404
 
     def __init__(self, path: str) -> None:
-        super().__init__(
-            f"No DealPOS endpoint at {path!r}; 'flask posweb events' lists the URLs."
-        )
+        super().__init__(f"No DealPOS endpoint at {path!r}; 'flask posweb events' lists the URLs.")
 
 
 class MethodNotAllowedError(WebhookError):

@@ -150,7 +150,9 @@ class PosWeb:
         get_state(t.cast(Flask, state.app)).prefixes.append(state.url_prefix or "/")
 
 
-def _check_signature(receiver: t.Callable[..., t.Any], signal: str, keywords: tuple[str, ...]) -> None:
+def _check_signature(
+    receiver: t.Callable[..., t.Any], signal: str, keywords: tuple[str, ...]
+) -> None:
     """Fail at decoration, not at the first delivery: a receiver is called as
     ``receiver(app, **keywords)`` (and should take ``**extra`` for later ones)."""
     try:
@@ -164,5 +166,6 @@ def _check_signature(receiver: t.Callable[..., t.Any], signal: str, keywords: tu
         raise TypeError(
             f"{getattr(receiver, '__qualname__', receiver)!r} cannot receive {signal!r}: a "
             f"receiver is called with the sender and the keyword arguments {listed}; "
-            f"define it as def {getattr(receiver, '__name__', 'receiver')}(sender, {listed}, **extra)."
+            f"define it as def {getattr(receiver, '__name__', 'receiver')}"
+            f"(sender, {listed}, **extra)."
         ) from None

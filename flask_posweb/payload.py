@@ -55,7 +55,9 @@ def decode(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PayloadError(f"The body is not valid UTF-8: invalid byte at offset {exc.start}.") from None
+        raise PayloadError(
+            f"The body is not valid UTF-8: invalid byte at offset {exc.start}."
+        ) from None
 
 
 def parse(raw: bytes) -> dict[str, t.Any]:

@@ -39,6 +39,7 @@ __all__ = [
 class SendError(PosWebError):
     """The server could not be reached, or refused the credentials' token request."""
 
+
 USER_AGENT = "Flask-PosWeb send (as DealPOS)"
 
 

@@ -132,13 +132,13 @@ def captured_signals(app: Flask, *signals: NamedSignal) -> Iterator[list[Sent]]:
 
 
 @contextlib.contextmanager
-def captured_events(app: Flask, *names: str) -> Iterator[list[WebhookEvent]]:
+def captured_events(app: Flask, *names: str) -> Iterator[list[WebhookEvent[t.Any]]]:
     """Record each :class:`~flask_posweb.WebhookEvent` dispatched by ``app`` (of the
     events ``names``; default all), in order. The recorder is a receiver like any
     other: the inbox lists it among the event's receivers."""
-    events: list[WebhookEvent] = []
+    events: list[WebhookEvent[t.Any]] = []
 
-    def record(sender: Flask, event: WebhookEvent, **kwargs: t.Any) -> None:
+    def record(sender: Flask, event: WebhookEvent[t.Any], **kwargs: t.Any) -> None:
         events.append(event)
 
     with contextlib.ExitStack() as stack:

@@ -212,7 +212,9 @@ def test_list(busy_app: Flask) -> None:
     lines = run(busy_app, "list").stdout.splitlines()
     assert lines[-1] == "-- inbox: 1 failed, 1 processed, 1 rejected"
     failed_line = next(line for line in lines if line.split()[0] == "2")
-    assert " UTC " in failed_line and failed_line.endswith("1 attempt  next " + failed_line.split("next ")[1])
+    assert " UTC " in failed_line and failed_line.endswith(
+        "1 attempt  next " + failed_line.split("next ")[1]
+    )
     assert failed_line.split("next ")[1].endswith(" UTC")
     failed = json.loads(run(busy_app, "list", "--status", "failed", "--json").stdout)
     assert [(d["id"], d["event"], d["attempts"]) for d in failed] == [(2, "invoice_created", 1)]
@@ -220,7 +222,9 @@ def test_list(busy_app: Flask) -> None:
     assert failed[0]["failed_receivers"] == ["busy_app.<locals>.fails"]
     events = json.loads(run(busy_app, "list", "--event", "payment_created", "--json").stdout)
     assert [d["id"] for d in events] == [3, 1]
-    assert [d["id"] for d in json.loads(run(busy_app, "list", "--before", "3", "--json").stdout)] == [2, 1]
+    assert [
+        d["id"] for d in json.loads(run(busy_app, "list", "--before", "3", "--json").stdout)
+    ] == [2, 1]
     newest = json.loads(run(busy_app, "list", "--since", "1h", "--limit", "1", "--json").stdout)
     assert newest[0]["id"] == 3
     assert json.loads(run(busy_app, "list", "--until", "1h", "--json").stdout) == []
@@ -236,7 +240,9 @@ def test_show(busy_app: Flask) -> None:
     assert details["headers"]["X-Trace"] == "abc"
     assert not {"X-Api-Key", "Authorization"} & set(details["headers"])
     missing = run(busy_app, "show", "99")
-    assert missing.exit_code == 1 and missing.stderr.strip() == "Error: No delivery 99 in this inbox."
+    assert (
+        missing.exit_code == 1 and missing.stderr.strip() == "Error: No delivery 99 in this inbox."
+    )
 
 
 def test_replay_one_and_all_failed(busy_app: Flask) -> None:
@@ -250,7 +256,9 @@ def test_replay_one_and_all_failed(busy_app: Flask) -> None:
 
 
 def test_replay_rejected_validates_again(busy_app: Flask) -> None:
-    assert run(busy_app, "replay", "--rejected").stdout.strip() == "1 delivery replayed: 1 rejected."
+    assert (
+        run(busy_app, "replay", "--rejected").stdout.strip() == "1 delivery replayed: 1 rejected."
+    )
 
 
 def test_replay_a_time_range_of_processed_deliveries(busy_app: Flask) -> None:

@@ -156,8 +156,7 @@ def test_fails_twice_then_succeeds_three_attempts_others_once(
     assert [e.attempt for e in steady.calls] == [1]
     assert all(e.id == delivery_id and not e.is_replay for e in flaky.calls)
     outcomes = [
-        (a.receiver, a.attempt, a.ok)
-        for a in get_state(app).require_inbox().attempts(delivery_id)
+        (a.receiver, a.attempt, a.ok) for a in get_state(app).require_inbox().attempts(delivery_id)
     ]
     assert outcomes == [
         ("Flaky2", 1, False),
@@ -395,7 +394,9 @@ def test_orphaned_deliveries_of_a_dead_process_are_picked_up(
     assert seen == [2]
 
 
-def test_credentials_are_checked_before_anything_is_stored(app: Flask, client: PosWebClient) -> None:
+def test_credentials_are_checked_before_anything_is_stored(
+    app: Flask, client: PosWebClient
+) -> None:
     response = client.deliver("payment_created", key="wrong-key-0123456789")
     assert response.status_code == 401
     assert get_state(app).require_inbox().list() == []

@@ -25,7 +25,6 @@ from flask_posweb.testing import PosWebClient
 from .conftest import LEDGER
 from .conftest import Clock
 from .conftest import MakeApp
-from .conftest import run_together
 
 WINDOW = 600
 
@@ -95,7 +94,9 @@ def test_a_body_without_its_key_uses_the_window_alone(windowed: Inbox) -> None:
 
 def test_other_events_and_inboxes_are_other_scopes() -> None:
     raw = b"{}"
-    assert Scope.of("default", "product_updated", raw, "1") != Scope.of("default", "product_created", raw, "1")
+    assert Scope.of("default", "product_updated", raw, "1") != Scope.of(
+        "default", "product_created", raw, "1"
+    )
     assert Scope.of("a", "product_updated", raw, "1") != Scope.of("b", "product_updated", raw, "1")
     assert Scope.of("a", "e", raw, None, refused=True).key != Scope.of("a", "e", raw, None).key
 
@@ -110,7 +111,12 @@ def test_identical_bodies_at_once_on_two_nodes_are_one_delivery(database_url: st
             results: list[t.Any] = []
             barrier = threading.Barrier(8)
 
-            def post(node: Inbox) -> None:
+            def post(
+                node: Inbox,
+                barrier: threading.Barrier = barrier,
+                results: list[t.Any] = results,
+                body: dict[str, t.Any] = body,
+            ) -> None:
                 barrier.wait()
                 results.append(admit(node, body))
 
@@ -131,7 +137,9 @@ def test_postgresql_times_are_the_servers(database_url: str) -> None:
     inbox = Inbox.from_url(database_url)
     try:
         statements: list[str] = []
-        sa.event.listen(inbox.engines.durable, "before_cursor_execute", lambda *a: statements.append(a[2]))
+        sa.event.listen(
+            inbox.engines.durable, "before_cursor_execute", lambda *a: statements.append(a[2])
+        )
         delivery = admit(inbox, A).delivery
         inserts = [s for s in statements if s.startswith("INSERT INTO posweb_deliveries")]
         server_clock = "now()" in inserts[0]
@@ -163,11 +171,18 @@ def test_stock_that_goes_back_reaches_the_host(stock_app: tuple[Flask, list[int]
     app, stock = stock_app
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
     for level in (24, 23, 24):
-        assert client.deliver("product_updated", {"ID": "p-1", "Name": "Kopi", "Stock": level}).status_code == 200
+        assert (
+            client.deliver(
+                "product_updated", {"ID": "p-1", "Name": "Kopi", "Stock": level}
+            ).status_code
+            == 200
+        )
     assert stock == [24, 23, 24]  # 0.1 left it at 23
 
 
-def test_dealpos_retry_of_the_same_body_is_dispatched_once(stock_app: tuple[Flask, list[int]]) -> None:
+def test_dealpos_retry_of_the_same_body_is_dispatched_once(
+    stock_app: tuple[Flask, list[int]],
+) -> None:
     app, stock = stock_app
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
     body = {"ID": "p-1", "Name": "Kopi", "Stock": 24}

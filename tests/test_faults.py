@@ -79,7 +79,9 @@ def inbox(env: Env) -> Iterator[Inbox]:
     store.close()
 
 
-def wait_for(condition: t.Callable[[], t.Any], timeout: float = 60, what: str = "condition") -> None:
+def wait_for(
+    condition: t.Callable[[], t.Any], timeout: float = 60, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -133,8 +135,19 @@ def gunicorn(env: Env, port: int, *options: str) -> subprocess.Popen[str]:
     """gunicorn with 2 workers on loopback, ready to serve when this returns."""
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-            "--timeout", "120", "--graceful-timeout", "5", *options, f"{APP}()",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "5",
+            *options,
+            f"{APP}()",
         ],  # fmt: skip
         cwd=ROOT,
         env=env,
@@ -184,7 +197,9 @@ def stored_by_body(inbox: Inbox) -> dict[bytes, Delivery]:
     return {d.raw: d for d in inbox.list(accepted, limit=None)}
 
 
-def assert_every_200_processed_once(env: Env, inbox: Inbox, answered: dict[bytes, list[t.Any]]) -> None:
+def assert_every_200_processed_once(
+    env: Env, inbox: Inbox, answered: dict[bytes, list[t.Any]]
+) -> None:
     """The invariant: each body answered 200 is stored and processed, each
     receiver ran exactly once for it, and nothing is left pending."""
     ok = {body for body, statuses in answered.items() if 200 in statuses}
@@ -250,7 +265,9 @@ def test_a_restart_with_orphans_needs_no_new_traffic(env: Env, inbox: Inbox) -> 
     port = free_port()
     server = gunicorn(env, port, "--threads", "4")  # four requests in hand at once
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        shifts = [sample("shift_closed").replace(b'"ID": "', f'"ID": "{n}'.encode()) for n in range(4)]
+        shifts = [
+            sample("shift_closed").replace(b'"ID": "', f'"ID": "{n}'.encode()) for n in range(4)
+        ]
         pending = [pool.submit(post, port, body, "/dealpos/shift-closed") for body in shifts]
         started = lambda: [r for _, r, _, _ in env.effects if r == "slow-started"]  # noqa: E731
         wait_for(lambda: len(started()) == 4, 60, "the receivers")
@@ -264,7 +281,9 @@ def test_a_restart_with_orphans_needs_no_new_traffic(env: Env, inbox: Inbox) -> 
     restarted = gunicorn(env, port)  # its readiness check is GET /health: no webhook at all
     try:
         wait_for(
-            lambda: all(d.status == "processed" for d in inbox.list(Filter(event=["shift_closed"]))),
+            lambda: all(
+                d.status == "processed" for d in inbox.list(Filter(event=["shift_closed"]))
+            ),
             60,
             "the orphans to be processed",
         )
@@ -281,7 +300,9 @@ def read_only(env: Env) -> Iterator[None]:
     url = env["FAULT_DATABASE_URL"]
     if url.startswith("sqlite"):
         folder = str(pathlib.Path(url.removeprefix("sqlite:///")).parent)
-        assert os.system(f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}") == 0
+        assert (
+            os.system(f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}") == 0
+        )
         try:
             yield
         finally:  # lazily: the servers' open files keep the mount busy until they let go
@@ -289,13 +310,25 @@ def read_only(env: Env) -> Iterator[None]:
         return
     database = sa.engine.make_url(url).database
     admin = ["su", "postgres", "-c"]
-    subprocess.run([*admin, f"psql -qc 'ALTER DATABASE {database} SET default_transaction_read_only = on'"], check=True)
-    kick = f"psql -qc \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()\""
+    subprocess.run(
+        [*admin, f"psql -qc 'ALTER DATABASE {database} SET default_transaction_read_only = on'"],
+        check=True,
+    )
+    kick = (
+        'psql -qc "SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()\""
+    )
     subprocess.run([*admin, kick], check=True, capture_output=True)
     try:
         yield
     finally:
-        subprocess.run([*admin, f"psql -qc 'ALTER DATABASE {database} SET default_transaction_read_only = off'"], check=True)
+        subprocess.run(
+            [
+                *admin,
+                f"psql -qc 'ALTER DATABASE {database} SET default_transaction_read_only = off'",
+            ],
+            check=True,
+        )
         subprocess.run([*admin, kick], check=True, capture_output=True)
 
 
@@ -340,7 +373,9 @@ def _store_outage(
 
 def test_a_read_only_store_answers_503_then_recovers(env: Env, inbox: Inbox) -> None:
     """Inbox 0.2, finding 9: a read-only inbox folder answered 500."""
-    _store_outage(env, inbox, read_only, start_inside=env["FAULT_DATABASE_URL"].startswith("sqlite"))
+    _store_outage(
+        env, inbox, read_only, start_inside=env["FAULT_DATABASE_URL"].startswith("sqlite")
+    )
 
 
 @contextlib.contextmanager
@@ -367,7 +402,9 @@ def disk_full(env: Env) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["pg_ctlcluster", version, "main", "start"], check=True)
-        wait_for(lambda: subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0, 60)
+        wait_for(
+            lambda: subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"]).returncode == 0, 60
+        )
 
 
 @pytest.fixture
@@ -403,7 +440,10 @@ def test_a_poisoned_group_commit_fails_only_the_bad_writes(env: Env, inbox: Inbo
     order = json.loads(sample("loyalty_order_complete"))
     poison = [
         (json.dumps({**order, "ID": "x" * 10_000}).encode(), "/dealpos/loyalty/order-complete"),
-        (payment(0, "poison").replace(b'"Outlet": "Kemang"', b'"Outlet": "\\ud800"'), "/dealpos/payment-created"),
+        (
+            payment(0, "poison").replace(b'"Outlet": "Kemang"', b'"Outlet": "\\ud800"'),
+            "/dealpos/payment-created",
+        ),
     ]
     work = [(payment(n, "good"), "/dealpos/payment-created") for n in range(1000)]
     work += [poison[n % 2] for n in range(60)]
@@ -479,7 +519,9 @@ def test_several_workers_never_handle_one_delivery_twice(env: Env, inbox: Inbox)
     assert set(statuses) == {200}
     workers = [flask_command(env, "worker", "--once") for _ in range(3)]
     outputs = [stop(w, 0)[1] for w in workers]  # signal 0: just wait for them
-    total = sum(int(n) for o in outputs for n in re.findall(r"(\d+) deliver(?:y|ies) dispatched", o))
+    total = sum(
+        int(n) for o in outputs for n in re.findall(r"(\d+) deliver(?:y|ies) dispatched", o)
+    )
     assert total == 300, outputs
     runs = collections.Counter((d, r) for d, r, _, _ in env.effects)
     assert set(runs.values()) == {1}

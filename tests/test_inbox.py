@@ -98,7 +98,9 @@ def test_concurrent_dispatchers_never_share_a_delivery(inbox: Inbox) -> None:
     lock = threading.Lock()
 
     def work() -> None:
-        while (delivery := inbox.claim_due(f"w{threading.get_ident()}", 60, [LEDGER.key])) is not None:
+        while (
+            delivery := inbox.claim_due(f"w{threading.get_ident()}", 60, [LEDGER.key])
+        ) is not None:
             with lock:
                 taken.append(delivery.id)
 

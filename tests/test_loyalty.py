@@ -224,7 +224,10 @@ def test_order_complete_is_computed_once_per_order(
     assert memory is not None
     (row,) = memory.list()
     assert row.call == "order_complete" and row.answer == {"reward": 68}
-    assert row.status == "answered" and row.key == "id:" + json.loads(sample("loyalty_order_complete"))["ID"]
+    assert (
+        row.status == "answered"
+        and row.key == "id:" + json.loads(sample("loyalty_order_complete"))["ID"]
+    )
 
 
 def test_remembered_answers_are_not_deliveries(

@@ -73,7 +73,9 @@ def mutated_samples(draw: st.DrawFn, endpoint: str) -> bytes:
     encoded = raw.encode("utf-8")
     if draw(st.integers(0, 4)) == 0:  # now and then, a byte that is not UTF-8
         at = draw(st.integers(0, len(encoded)))
-        encoded = encoded[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])) + encoded[at:]
+        encoded = (
+            encoded[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80"])) + encoded[at:]
+        )
     return encoded
 
 
@@ -109,8 +111,10 @@ class Trickle(io.RawIOBase):
 def post(app: Flask, endpoint: str, body: bytes, piece: int | None = None) -> t.Any:
     """POST ``body``; with ``piece``, without Content-Length, in pieces (chunked)."""
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
-    path = f"/dealpos/{endpoint.replace('_', '-')}" if endpoint in EVENTS else (
-        f"/dealpos/loyalty/{endpoint.removeprefix('loyalty_').replace('_', '-')}"
+    path = (
+        f"/dealpos/{endpoint.replace('_', '-')}"
+        if endpoint in EVENTS
+        else (f"/dealpos/loyalty/{endpoint.removeprefix('loyalty_').replace('_', '-')}")
     )
     headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
     if piece is None:
@@ -157,10 +161,14 @@ def test_random_json(app: Flask, endpoint: str, data: st.DataObject) -> None:
     check(post(app, endpoint, body), len(body))
 
 
-@pytest.mark.parametrize("endpoint", ["payment_created", "invoice_created", "loyalty_member_points"])
+@pytest.mark.parametrize(
+    "endpoint", ["payment_created", "invoice_created", "loyalty_member_points"]
+)
 @FAST
 @given(data=st.data())
-def test_chunked_bodies_answer_as_sized_ones(app: Flask, endpoint: str, data: st.DataObject) -> None:
+def test_chunked_bodies_answer_as_sized_ones(
+    app: Flask, endpoint: str, data: st.DataObject
+) -> None:
     """Hostile bytes, finding 1: past the limit, a chunked body is a 413 too, and
     nothing of it is stored."""
     body = data.draw(mutated_samples(endpoint) | st.binary(min_size=LIMIT - 10, max_size=3 * LIMIT))

@@ -25,7 +25,7 @@ from flask_posweb.testing import drain
 
 from .conftest import KEY
 
-SHOP = '''
+SHOP = """
 from flask import Flask
 from flask_posweb import PosWeb
 
@@ -48,7 +48,7 @@ def create_app(database_url, dispatch="worker"):
     )
     app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
     return app
-'''
+"""
 
 
 def make(posweb: PosWeb, database_url: str, **config: t.Any) -> Flask:

@@ -65,13 +65,13 @@ def orphan(app: Flask, inbox: Inbox, body: bytes) -> int:
     ).delivery.id
 
 
-def test_after_a_restart_a_health_check_is_enough(
-    posweb: PosWeb, tmp_path: pathlib.Path
-) -> None:
+def test_after_a_restart_a_health_check_is_enough(posweb: PosWeb, tmp_path: pathlib.Path) -> None:
     url = f"sqlite:///{tmp_path / 'inbox.sqlite3'}"
     before = serving_app(posweb, url)
     inbox = get_state(before).require_inbox()
-    bodies = [sample("payment_created").replace(b'"ID": "', f'"ID": "{n}'.encode()) for n in range(3)]
+    bodies = [
+        sample("payment_created").replace(b'"ID": "', f'"ID": "{n}'.encode()) for n in range(3)
+    ]
     ids = [orphan(before, inbox, body) for body in bodies]
     get_state(before).close()  # the process "dies"
     restarted = serving_app(posweb, url)

@@ -310,7 +310,12 @@ def test_numbers_out_of_range_are_refused_cheaply(field: str, value: t.Any) -> N
 
 @pytest.mark.parametrize(
     "value",
-    [Decimal("1000000000000"), Decimal("123456789012345678901234567890"), Decimal("1E+30"), Decimal("0.000001")],
+    [
+        Decimal("1000000000000"),
+        Decimal("123456789012345678901234567890"),
+        Decimal("1E+30"),
+        Decimal("0.000001"),
+    ],
 )
 def test_rupiah_amounts_are_well_within_range(value: Decimal) -> None:
     assert Probe().load({"money": value})["money"] == value
@@ -346,7 +351,10 @@ def test_text_is_strict(raw: bytes, message: str) -> None:
 
 def test_valid_text_passes() -> None:
     assert parse(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}  # a byte-order mark is ignored
-    assert parse(rb'{"emoji": "\ud83d\ude00", "e": "\u00e9"}') == {"emoji": "\U0001f600", "e": "\u00e9"}
+    assert parse(rb'{"emoji": "\ud83d\ude00", "e": "\u00e9"}') == {
+        "emoji": "\U0001f600",
+        "e": "\u00e9",
+    }
     assert parse('{"kota": "Sûrabaya"}'.encode()) == {"kota": "Sûrabaya"}
     assert parse(rb'{"path": "C:\\ud800"}') == {"path": "C:\\ud800"}  # an escaped backslash
 

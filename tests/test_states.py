@@ -112,7 +112,9 @@ def _name(edge: Transition) -> str:
 
 
 @pytest.mark.parametrize("edge", states.TRANSITIONS, ids=_name)
-def test_every_transition(walk: Walk, edge: Transition, make_app: MakeApp, database_url: str) -> None:
+def test_every_transition(
+    walk: Walk, edge: Transition, make_app: MakeApp, database_url: str
+) -> None:
     if edge.trigger == "store":
         assert walk.status(walk.stored()) == "pending"
     elif edge.trigger == "refuse":
@@ -165,7 +167,9 @@ def _dispatch(walk: Walk, edge: Transition, make_app: MakeApp, database_url: str
 
 def _unhandled(make_app: MakeApp, database_url: str, source: Status | None) -> int:
     """An app with no receiver for the event: its deliveries end unhandled."""
-    app = make_app(POSWEB_DATABASE_URL=database_url, POSWEB_DISPATCH="worker", POSWEB_INBOX_NAME="bare")
+    app = make_app(
+        POSWEB_DATABASE_URL=database_url, POSWEB_DISPATCH="worker", POSWEB_INBOX_NAME="bare"
+    )
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
     inbox = get_state(app).require_inbox()
     response = client.deliver("outlet_created", {"ID": f"{source}"})
@@ -204,9 +208,7 @@ def test_the_table_covers_every_status() -> None:
 )
 def test_after_dispatch(receivers: int, failed: int, attempts: int, target: str) -> None:
     assert (
-        states.after_dispatch(
-            receivers=receivers, failed=failed, attempts=attempts, max_attempts=8
-        )
+        states.after_dispatch(receivers=receivers, failed=failed, attempts=attempts, max_attempts=8)
         == target
     )
 

@@ -99,7 +99,11 @@ def test_client_credentials_in_the_body(make_app: MakeApp, how: str) -> None:
             400,
             "invalid_request",
         ),  # in two places
-        ({"data": b"\xff\xfe", "content_type": "application/x-www-form-urlencoded"}, 400, "invalid_request"),
+        (
+            {"data": b"\xff\xfe", "content_type": "application/x-www-form-urlencoded"},
+            400,
+            "invalid_request",
+        ),
         ({"data": "{}", "content_type": "text/plain"}, 400, "invalid_request"),
     ],
 )
@@ -121,7 +125,10 @@ def test_deeply_nested_json_at_the_token_url_is_a_400_not_a_500(
     nested = "[" * 7000 + "]" * 7000  # within the size limit, past the recursion limit
     with caplog.at_level(logging.ERROR, "flask_posweb"):
         response = token_for(
-            oauth_app(make_app).test_client(), data=nested, content_type="application/json", headers={}
+            oauth_app(make_app).test_client(),
+            data=nested,
+            content_type="application/json",
+            headers={},
         )
     assert response.status_code == 400 and response.json["error"] == "invalid_request"
     assert "nested too deeply" in response.json["error_description"]
@@ -165,9 +172,13 @@ def test_a_staging_token_is_refused_in_production(make_app: MakeApp) -> None:
         "access_token"
     ]
     client: PosWebClient = production.test_client()  # type: ignore[assignment]
-    ok = client.deliver("payment_created", headers=bearer(token), base_url="https://staging.shop.example")
+    ok = client.deliver(
+        "payment_created", headers=bearer(token), base_url="https://staging.shop.example"
+    )
     assert ok.status_code == 200
-    refused = client.deliver("payment_created", headers=bearer(token), base_url="https://shop.example")
+    refused = client.deliver(
+        "payment_created", headers=bearer(token), base_url="https://shop.example"
+    )
     assert refused.status_code == 401
 
 
@@ -254,7 +265,9 @@ def test_failed_token_requests_are_throttled_with_flask_limiter(make_app: MakeAp
     statuses = [token_for(client, headers=basic("dealpos", "guess")).status_code for _ in range(5)]
     assert statuses == [401, 401, 401, 429, 429]
     throttled = token_for(client, headers=basic("dealpos", "guess"))
-    assert throttled.json["error"] == "invalid_request" and int(throttled.headers["Retry-After"]) >= 1
+    assert (
+        throttled.json["error"] == "invalid_request" and int(throttled.headers["Retry-After"]) >= 1
+    )
     assert token_for(client).status_code == 429  # the address waits out the window
 
 

@@ -13,14 +13,14 @@ from flask import Flask
 from flask_posweb import ConfigurationError
 from flask_posweb import InsecureWebhookWarning
 from flask_posweb import PosWeb
-from flask_posweb.exceptions import AuthenticationError
-from flask_posweb.testing import PosWebClient
 from flask_posweb.auth.verification import ApiKeyVerifier
 from flask_posweb.auth.verification import Authenticator
 from flask_posweb.auth.verification import BasicVerifier
 from flask_posweb.auth.verification import digests
 from flask_posweb.auth.verification import matches_any
 from flask_posweb.auth.verification import parse_basic
+from flask_posweb.exceptions import AuthenticationError
+from flask_posweb.testing import PosWebClient
 
 from .conftest import MakeApp
 

@@ -115,9 +115,7 @@ class Dispatcher:
 
     def receivers(self) -> dict[str, ReceiverSet]:
         """This app's receivers for every event."""
-        return {
-            name: receiver_set(event.signal, self.app, name) for name, event in EVENTS.items()
-        }
+        return {name: receiver_set(event.signal, self.app, name) for name, event in EVENTS.items()}
 
     def acceptable(self) -> list[str]:
         """Keys of the receiver sets this dispatcher has every receiver of: its

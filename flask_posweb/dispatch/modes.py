@@ -97,7 +97,9 @@ def _run(state: PosWebState, delivery: Delivery, owner: str, loaded: Loaded) -> 
     try:
         state.require_dispatcher().run(delivery, owner, loaded.data, loaded.missing)
     except StoreError as exc:
-        logger.warning("Delivery %s: outcome not recorded (%s); it runs again later", delivery.id, exc)
+        logger.warning(
+            "Delivery %s: outcome not recorded (%s); it runs again later", delivery.id, exc
+        )
     except Exception:
         logger.exception(
             "Delivery %s: dispatch failed; its lease will expire and it is retried", delivery.id

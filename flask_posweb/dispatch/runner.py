@@ -77,7 +77,9 @@ class Runner:
         self._housekept = time.monotonic()
         deleted = self.state.housekeep()
         if any(deleted.values()):
-            logger.info("Retention: deleted %s", ", ".join(f"{n} {k}" for k, n in deleted.items() if n))
+            logger.info(
+                "Retention: deleted %s", ", ".join(f"{n} {k}" for k, n in deleted.items() if n)
+            )
         return deleted
 
     def run_forever(
@@ -181,25 +183,24 @@ class BackgroundRunner:
             thread.join(timeout)
 
     def _loop(self) -> None:
-        state = self._state()
-        if state is None:
-            return
-        runner = Runner(state, new_owner("thread"))
-        report_lacking(state)
-        del state
+        runner: Runner | None = None
         while not self._stop.is_set():
             state = self._state()
             if state is None:
                 return
-            runner.state = state
             try:
+                if runner is None:
+                    runner = Runner(state, new_owner("thread"))
+                    report_lacking(state)
+                runner.state = state
                 count = runner.one_pass()
             except Exception:  # never let the thread die: the next poll tries again
                 logger.exception("Background dispatch failed; retrying")
                 count = 0
             interval = state.settings.poll_interval
             del state  # hold the app only while working
-            runner.state = None  # type: ignore[assignment]
+            if runner is not None:
+                runner.state = None  # type: ignore[assignment]
             if not count:
                 self._wake.wait(interval)
                 self._wake.clear()

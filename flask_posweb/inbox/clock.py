@@ -57,7 +57,9 @@ class Clock:
         for name in self._shifts:
             if name in values:
                 seconds = values[name]
-                values[f"{name}__at"] = None if seconds is None else now + dt.timedelta(seconds=seconds)
+                values[f"{name}__at"] = (
+                    None if seconds is None else now + dt.timedelta(seconds=seconds)
+                )
         return values
 
     def python_now(self) -> dt.datetime:

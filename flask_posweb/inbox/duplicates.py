@@ -51,7 +51,9 @@ class Scope(t.NamedTuple):
     body_hash: str
 
     @classmethod
-    def of(cls, inbox: str, event: str, raw: bytes, resource: str | None, *, refused: bool = False) -> Scope:
+    def of(
+        cls, inbox: str, event: str, raw: bytes, resource: str | None, *, refused: bool = False
+    ) -> Scope:
         """The scope of a body of ``event`` received by ``inbox``.
 
         :param resource: the value of the event's resource key in the body, if any.
@@ -97,6 +99,12 @@ def claim_statement(dialect: sa.Dialect, clock: Clock) -> sa.Insert:
     excluded = statement.excluded
     return statement.on_conflict_do_update(
         index_elements=[U.scope],
-        set_={"delivery_id": excluded.delivery_id, "body_hash": excluded.body_hash, "seen_at": excluded.seen_at},
-        where=sa.not_(sa.and_(U.body_hash == excluded.body_hash, U.seen_at >= clock.plus("b_since"))),
+        set_={
+            "delivery_id": excluded.delivery_id,
+            "body_hash": excluded.body_hash,
+            "seen_at": excluded.seen_at,
+        },
+        where=sa.not_(
+            sa.and_(U.body_hash == excluded.body_hash, U.seen_at >= clock.plus("b_since"))
+        ),
     ).returning(U.delivery_id)

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import datetime as dt
+import hashlib
 import typing as t
 
 from .states import Status

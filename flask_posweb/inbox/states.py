@@ -92,9 +92,7 @@ DISPATCH_OUTCOMES: Mapping[str, Status] = {
 }
 
 
-def after_dispatch(
-    *, receivers: int, failed: int, attempts: int, max_attempts: int
-) -> Status:
+def after_dispatch(*, receivers: int, failed: int, attempts: int, max_attempts: int) -> Status:
     """Where a dispatched delivery goes.
 
     :param receivers: receivers this dispatcher has for the event (0: unhandled).

@@ -15,6 +15,7 @@ and one whose dispatcher died is taken again once its lease runs out.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import datetime as dt
@@ -27,6 +28,7 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
+from functools import partial
 
 import sqlalchemy as sa
 
@@ -92,6 +94,11 @@ class Retention(t.NamedTuple):
     dead: float
     rejected: float
     rejected_max_count: int
+
+
+def _execute(statement: sa.Executable, values: dict[str, t.Any], connection: sa.Connection) -> int:
+    """Run a statement; how many rows it changed."""
+    return int(connection.execute(statement, values).rowcount)
 
 
 def B(name: str, **kwargs: t.Any) -> sa.BindParameter[t.Any]:
@@ -187,12 +194,16 @@ class Inbox:
         durable: bool = True,
     ) -> R:
         with self._translated():
-            return self._writer.write(operation, deadline or Deadline(self.timeout), durable=durable)
+            return self._writer.write(
+                operation, deadline or Deadline(self.timeout), durable=durable
+            )
 
-    def _read(self, query: sa.Executable, params: Mapping[str, t.Any] | None = None) -> sa.Result[t.Any]:
+    def _read(
+        self, query: sa.Executable, params: Mapping[str, t.Any] | None = None
+    ) -> sa.Result[t.Any]:
         with self._translated(), self.engines.read.connect() as connection:
             result = connection.execute(query, self.clock.bind(dict(params or {})))
-            return result.freeze()()  # type: ignore[no-any-return]
+            return result.freeze()()
 
     def _values(self, **values: t.Any) -> dict[str, t.Any]:
         """Bound values: every name gets ``b_`` (SQLAlchemy reserves column
@@ -243,10 +254,13 @@ class Inbox:
 
         def store(connection: sa.Connection) -> Admission:
             if register:
-                connection.execute(self._sql.register, self._values(
-                    key=receivers.key, event=event, receivers=sorted(receivers.names)
-                ))
-            return self._admit(connection, self._sql.insert(leased=owner is not None), values, scope)
+                connection.execute(
+                    self._sql.register,
+                    self._values(key=receivers.key, event=event, receivers=sorted(receivers.names)),
+                )
+            return self._admit(
+                connection, self._sql.insert(leased=owner is not None), values, scope
+            )
 
         admission = self._write(store, deadline)
         self._registered.add(receivers.key)
@@ -399,7 +413,7 @@ class Inbox:
 
     # -- receivers -------------------------------------------------------------------
 
-    def receiver_sets(self) -> list[ReceiverSet]:
+    def receiver_sets(self) -> builtins.list[ReceiverSet]:
         """Every set of receivers an app has stored deliveries for."""
         rows = self._read(sa.select(receiver_sets.c.event, receiver_sets.c.receivers))
         return [ReceiverSet(row.event, frozenset(row.receivers)) for row in rows]
@@ -417,7 +431,8 @@ class Inbox:
             )
             .group_by(D.receiver_set)
         )
-        return {key: n for key, n in self._read(query, self._values())}
+        rows: t.Iterable[t.Any] = self._read(query, self._values())
+        return {key: count for key, count in rows}
 
     # -- reading ---------------------------------------------------------------------
 
@@ -432,7 +447,7 @@ class Inbox:
 
     def list(
         self, which: Filter | None = None, *, limit: int | None = 50, before: int | None = None
-    ) -> list[Delivery]:
+    ) -> builtins.list[Delivery]:
         """Deliveries matching ``which``, newest first.
 
         :param before: only ids below this (keyset paging: pass the last id seen).
@@ -445,7 +460,7 @@ class Inbox:
         query = sa.select(deliveries).where(*where).order_by(D.id.desc()).limit(limit)
         return [Delivery(**row._mapping) for row in self._read(query)]
 
-    def ids(self, which: Filter) -> list[int]:
+    def ids(self, which: Filter) -> builtins.list[int]:
         """Ids of the deliveries matching ``which``, oldest first."""
         query = sa.select(D.id).where(D.inbox == self.name, *which.where()).order_by(D.id)
         return list(self._read(query).scalars())
@@ -457,17 +472,20 @@ class Inbox:
         """
         where = [D.inbox == self.name, *(which or Filter()).where()]
         query = sa.select(D.status, sa.func.count()).where(*where).group_by(D.status)
-        found = {status: n for status, n in self._read(query)}
+        rows: t.Iterable[t.Any] = self._read(query)
+        found = {status: count for status, count in rows}
         return {status: found.get(status, 0) for status in states.STATUSES}
 
-    def attempts(self, delivery_id: int) -> list[Attempt]:
+    def attempts(self, delivery_id: int) -> builtins.list[Attempt]:
         """Every receiver call of a delivery, oldest first."""
         delivery = self.get(delivery_id)
         return [] if delivery is None else [Attempt.from_stored(o) for o in delivery.outcomes]
 
     # -- housekeeping ----------------------------------------------------------------
 
-    def housekeep(self, retention: Retention, batch: int = 500, batches: int = 20) -> dict[str, int]:
+    def housekeep(
+        self, retention: Retention, batch: int = 500, batches: int = 20
+    ) -> dict[str, int]:
         """Delete finished deliveries past their retention, in bounded batches.
 
         Only terminal ones (:data:`.states.TERMINAL`): pending and failed
@@ -493,8 +511,9 @@ class Inbox:
         chosen = sa.select(duplicates.c.scope).where(stale).limit(batch).scalar_subquery()
         statement = duplicates.delete().where(duplicates.c.scope.in_(chosen))
         for _ in range(batches):
-            params = self._values(since=-self.duplicate_window)
-            done = self._write(lambda c: c.execute(statement, params).rowcount)
+            done = self._write(
+                partial(_execute, statement, self._values(since=-self.duplicate_window))
+            )
             deleted["duplicates"] += done
             if done < batch:
                 break
@@ -503,9 +522,7 @@ class Inbox:
     def _delete(
         self, where: sa.ColumnElement[bool], params: dict[str, t.Any], batch: int, batches: int
     ) -> int:
-        chosen = (
-            sa.select(D.id).where(D.inbox == B("inbox"), where).limit(batch).scalar_subquery()
-        )
+        chosen = sa.select(D.id).where(D.inbox == B("inbox"), where).limit(batch).scalar_subquery()
         statement = deliveries.delete().where(D.id.in_(chosen))
         total = 0
         for _ in range(batches):
@@ -524,7 +541,9 @@ class Inbox:
             .limit(1)
             .scalar_subquery()
         )
-        return self._delete(sa.and_(D.status == "rejected", D.id <= newest_dropped), {}, batch, batches)
+        return self._delete(
+            sa.and_(D.status == "rejected", D.id <= newest_dropped), {}, batch, batches
+        )
 
 
 class _Statements:
@@ -573,7 +592,9 @@ class _Statements:
             .where(duplicates.c.scope == B("scope"))
         )
         self.refused_again = (
-            deliveries.update().where(mine).values(errors=B("errors", type_=D.errors.type), updated_at=now)
+            deliveries.update()
+            .where(mine)
+            .values(errors=B("errors", type_=D.errors.type), updated_at=now)
         )
         take = {
             "locked_by": B("owner"),

@@ -223,5 +223,3 @@ class Loyalty:
         """Register the provider of *Validate Promotion Coupon*: return a
         :class:`Coupon` or a :class:`CouponRefused`."""
         return self._register("validate_coupon", provider)
-
-

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import typing as t
 from collections.abc import Mapping
@@ -193,11 +194,15 @@ class LoyaltyMemory:
         total = 0
         for _ in range(batches):
             values = self.inbox.clock.bind({"b_inbox": self.inbox.name, "b_age": -retention})
-            done = self.inbox._write(lambda c: c.execute(statement, values).rowcount)
+            done = self.inbox._write(functools.partial(_rowcount, statement, values))
             total += done
             if done < batch:
                 break
         return total
+
+
+def _rowcount(statement: sa.Executable, values: dict[str, t.Any], connection: sa.Connection) -> int:
+    return int(connection.execute(statement, values).rowcount)
 
 
 def _remembered(row: sa.Row[t.Any]) -> Remembered:

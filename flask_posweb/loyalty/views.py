@@ -109,7 +109,9 @@ def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], R
         notify(signals.loyalty_requested, state.app, call=call)
         try:
             if call_type.remembered and state.loyalty is not None:
-                status, body, replayed = _remembered(state, state.loyalty, call_type, call, provider)
+                status, body, replayed = _remembered(
+                    state, state.loyalty, call_type, call, provider
+                )
             else:
                 status, body = call_type.shape(_run(state, call, provider))
                 replayed = False

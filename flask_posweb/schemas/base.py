@@ -173,7 +173,7 @@ def _relaxed(declared: fields.Field[t.Any]) -> fields.Field[t.Any]:
     field = _marked(declared, required=False)
     if isinstance(field, fields.Nested) and isinstance(field.nested, type):
         field.nested = lenient(field.nested)
-        field._schema = None  # type: ignore[attr-defined]
+        field._schema = None
     elif isinstance(field, fields.List):
         field.inner = _relaxed(field.inner)
     return field

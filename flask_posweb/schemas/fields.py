@@ -44,7 +44,7 @@ def in_bounds(value: int | decimal.Decimal) -> bool:
     Checked on the parsed value, before any conversion (to ``int`` or a new
     ``Decimal``), so that the check itself is cheap whatever the number.
     """
-    if type(value) is int:  # compared first: an int may have thousands of digits
+    if isinstance(value, int):  # compared first: an int may have thousands of digits
         return -_LIMIT < value < _LIMIT and in_bounds(decimal.Decimal(value))
     if not value.is_finite():
         return False
@@ -57,6 +57,7 @@ def in_bounds(value: int | decimal.Decimal) -> bool:
     while significant > 1 and digits[significant - 1] == 0:
         significant -= 1
     return significant <= MAX_DIGITS
+
 
 _DATETIME = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})"

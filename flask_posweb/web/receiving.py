@@ -63,7 +63,9 @@ def receive(
         _keep_rejected(state, event_type, raw, kept, exc, deadline)
         raise
     if state.inbox is None:
-        event = WebhookEvent(event_type.name, loaded.data, raw, headers=kept, missing=loaded.missing)
+        event = WebhookEvent(
+            event_type.name, loaded.data, raw, headers=kept, missing=loaded.missing
+        )
         _run_unstored(state, event)
         return None
     mode = state.mode
@@ -138,4 +140,3 @@ def _run_unstored(state: PosWebState, event: WebhookEvent[t.Any]) -> None:
         raise ReceiverError(failed)
     logger.info("%s accepted", event.name)
     notify(signals.webhook_processed, state.app, event=event)
-

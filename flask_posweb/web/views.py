@@ -124,7 +124,9 @@ def _client_credentials() -> tuple[str, str]:
     fields = _token_request_fields()
     grant = fields.get("grant_type")
     if not grant:
-        raise OAuthError("invalid_request", "Missing grant_type: use grant_type=client_credentials.")
+        raise OAuthError(
+            "invalid_request", "Missing grant_type: use grant_type=client_credentials."
+        )
     if grant != "client_credentials":
         raise OAuthError("unsupported_grant_type", "Use grant_type=client_credentials.")
     basic = parse_basic(request.headers)

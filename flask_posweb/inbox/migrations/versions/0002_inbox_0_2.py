@@ -116,9 +116,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("inbox", "call", "key", name="uq_posweb_loyalty_answers_key"),
         sqlite_autoincrement=True,
     )
-    op.create_index(
-        "ix_posweb_loyalty_answers_updated", "posweb_loyalty_answers", ["updated_at"]
-    )
+    op.create_index("ix_posweb_loyalty_answers_updated", "posweb_loyalty_answers", ["updated_at"])
     _move_loyalty_answers(bind)
 
     if bind.dialect.name == "sqlite":
