@@ -9,7 +9,6 @@ failure. Times are shown in UTC, and say so.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import difflib
 import json
@@ -24,6 +23,7 @@ from flask import url_for
 from flask.cli import AppGroup
 
 from . import sending
+from .dispatch import replay
 from .durations import parse_duration
 from .events import EVENTS
 from .exceptions import PosWebError
@@ -373,7 +373,12 @@ def register_commands(bp: Blueprint) -> None:
         which = Filter(tuple(chosen), events, since, until, ids)
         if not which.where():
             raise click.UsageError("Say what to replay: IDs, --failed, --rejected or a filter.")
-        tally = replay(_state(), which, progress=True)
+        state = _state()
+        selected = state.require_inbox().ids(which)
+        with click.progressbar(
+            length=len(selected), label="Replaying", show_pos=True, hidden=len(selected) < 20
+        ) as bar:
+            tally = replay(state, selected, on_each=lambda: bar.update(1))
         total = sum(tally.values())
         summary = ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing to do"
         click.echo(f"{plural(total, 'delivery')} replayed: {summary}.")
@@ -487,35 +492,3 @@ def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
             }
         )
     return rows
-
-
-def replay(
-    state: PosWebState, which: Filter, *, progress: bool = False
-) -> collections.Counter[str]:
-    """Replay the deliveries ``which`` chooses, here and now (the CLI and the
-    log page): each is made due again (:data:`~flask_posweb.inbox.states.REPLAY`),
-    then taken and dispatched in this process.
-
-    :returns: how many ended in each status; ``busy`` for those another
-        dispatcher held, or whose receivers this app lacks.
-    """
-    from .dispatch.runner import new_owner
-
-    inbox, dispatcher = state.require_inbox(), state.require_dispatcher()
-    selected = inbox.ids(which)
-    owner, tally = new_owner("replay"), collections.Counter[str]()
-    with click.progressbar(
-        length=len(selected),
-        label="Replaying",
-        show_pos=True,
-        hidden=not progress or len(selected) < 20,
-    ) as bar:
-        for start in range(0, len(selected), 500):
-            chunk = selected[start : start + 500]
-            inbox.replay(Filter(ids=chunk))
-            for delivery_id in chunk:
-                with state.app.app_context():
-                    status = dispatcher.dispatch(delivery_id, owner)
-                tally[status or "busy"] += 1
-                bar.update(1)
-    return tally

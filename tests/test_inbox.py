@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import datetime as dt
 import fcntl
 import os
 import threading
@@ -411,3 +412,15 @@ def test_outcomes_are_written_without_waiting_for_the_disk(inbox: Inbox) -> None
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         else:
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
+def test_filters_combine_and_find_text_in_bodies(inbox: Inbox, clock: Clock) -> None:
+    kopi = admit(inbox, b'{"Name": "Kopi Susu"}').delivery
+    clock.advance(3600)
+    admit(inbox, b'{"Name": "Teh Tarik"}')
+    assert [d.id for d in inbox.list(Filter(text="Kopi"))] == [kopi.id]
+    assert inbox.counts(Filter(text="a"))["pending"] == 2
+    later = Filter(text="Kopi", since=kopi.received_at + dt.timedelta(minutes=1))
+    assert inbox.list(later) == []
+    assert [d.id for d in inbox.list(Filter(event=["payment_created"]), limit=1)] != [kopi.id]
+    assert [d.id for d in inbox.list(before=kopi.id + 1)] == [kopi.id]

@@ -10,15 +10,21 @@ harmless: the second finds the lease held, or the delivery finished.
 
 from __future__ import annotations
 
+import collections
 import typing as t
+from collections.abc import Callable
+from collections.abc import Sequence
 
+from ..inbox import Filter
 from ..inbox import Status
 from .runner import new_owner
 
 if t.TYPE_CHECKING:
     from flask import Flask
 
-__all__ = ["dispatch_delivery"]
+    from ..state import PosWebState
+
+__all__ = ["dispatch_delivery", "replay"]
 
 
 def dispatch_delivery(app: Flask, delivery_id: int, *, owner: str | None = None) -> Status | None:
@@ -42,3 +48,33 @@ def dispatch_delivery(app: Flask, delivery_id: int, *, owner: str | None = None)
     dispatcher = get_state(app).require_dispatcher()
     with app.app_context():
         return dispatcher.dispatch(delivery_id, owner or new_owner("task"))
+
+
+def replay(
+    state: PosWebState,
+    delivery_ids: Sequence[int],
+    *,
+    on_each: Callable[[], None] | None = None,
+) -> collections.Counter[str]:
+    """Replay deliveries here and now (``flask posweb replay``, the log page):
+    each is made due again (:data:`~flask_posweb.inbox.states.REPLAY`), then
+    taken and dispatched in this process, in the app context.
+
+    :param on_each: called after each delivery (a progress bar).
+    :returns: how many ended in each status; ``busy`` for those another
+        dispatcher held, or whose receivers this app lacks.
+
+    .. versionadded:: 0.2
+    """
+    inbox, dispatcher = state.require_inbox(), state.require_dispatcher()
+    owner, tally = new_owner("replay"), collections.Counter[str]()
+    for start in range(0, len(delivery_ids), 500):
+        chunk = list(delivery_ids[start : start + 500])
+        inbox.replay(Filter(ids=chunk))
+        for delivery_id in chunk:
+            with state.app.app_context():
+                status = dispatcher.dispatch(delivery_id, owner)
+            tally[status or "busy"] += 1
+            if on_each is not None:
+                on_each()
+    return tally

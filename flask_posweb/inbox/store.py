@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from functools import partial
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 
 from ..exceptions import StoreError
 from . import states
@@ -71,6 +72,9 @@ class Filter:
     #: Received before (naive UTC).
     until: dt.datetime | None = None
     ids: Sequence[int] = ()
+    #: Text the raw body contains (its UTF-8 bytes). A scan of the bodies:
+    #: callers bound it with ``since``/``until``.
+    text: str | None = None
 
     def where(self) -> list[sa.ColumnElement[bool]]:
         clauses: list[sa.ColumnElement[bool]] = []
@@ -84,7 +88,29 @@ class Filter:
             clauses.append(D.received_at < self.until)
         if self.ids:
             clauses.append(D.id.in_(self.ids))
+        if self.text:
+            clauses.append(_Contains(D.raw, sa.literal(self.text.encode(), sa.LargeBinary())))
         return clauses
+
+
+class _Contains(sa.sql.functions.FunctionElement[bool]):
+    """``haystack`` (bytes) contains ``needle`` (bytes), in each dialect's words."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+    name = "posweb_contains"
+
+
+@compiles(_Contains, "sqlite")
+def _contains_sqlite(element: _Contains, compiler: t.Any, **kw: t.Any) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
+    return f"instr({haystack}, {needle}) > 0"
+
+
+@compiles(_Contains, "postgresql")
+def _contains_postgresql(element: _Contains, compiler: t.Any, **kw: t.Any) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
+    return f"position({needle} in {haystack}) > 0"
 
 
 class Retention(t.NamedTuple):
