@@ -235,7 +235,16 @@ def register_commands(bp: Blueprint) -> None:
 
     @cli.command("worker")
     @click.option("--once", is_flag=True, help="Dispatch what is due now, then exit.")
-    def worker_command(once: bool) -> None:
+    @click.option(
+        "--relay",
+        is_flag=True,
+        help=(
+            "Celery dispatch: send tasks for due deliveries (stored while the broker was "
+            "down, or whose task was lost) instead of dispatching here. For deployments "
+            "that set POSWEB_CELERY_RELAY = False."
+        ),
+    )
+    def worker_command(once: bool, relay: bool) -> None:
         """Dispatch due deliveries until stopped; SIGTERM or SIGINT finish the one in hand.
 
         Safe to run as several processes, on several machines: each delivery is
@@ -246,21 +255,22 @@ def register_commands(bp: Blueprint) -> None:
         from .dispatch.runner import report_lacking
 
         state = _state()
-        runner = Runner(state, new_owner("worker"))
+        if relay and state.settings.dispatch != "celery":
+            raise click.UsageError("--relay is for POSWEB_DISPATCH = 'celery'.")
+        runner = Runner(state, new_owner("relay" if relay else "worker"), relay=relay)
+        verb = "sent to Celery" if relay else "dispatched"
         for line in report_lacking(state):
             click.echo(f"Warning: {line}", err=True)
         if once:
-            count = state.mode.background_pass(runner)
+            count = runner.work()
             runner.housekeep(force=True)
-            click.echo(f"{plural(count, 'delivery')} dispatched.")
+            click.echo(f"{plural(count, 'delivery')} {verb}.")
             return
         stop = threading.Event()
         for signum in (os_signal.SIGTERM, os_signal.SIGINT):
             os_signal.signal(signum, lambda *_: stop.set())
         click.echo(f"Worker {runner.owner} started.")
-        runner.run_forever(
-            stop, on_batch=lambda n: click.echo(f"{plural(n, 'delivery')} dispatched.")
-        )
+        runner.run_forever(stop, on_batch=lambda n: click.echo(f"{plural(n, 'delivery')} {verb}."))
         click.echo("Worker stopped.")
 
     @cli.command("list")

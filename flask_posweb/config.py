@@ -87,9 +87,21 @@ DEFAULTS: dict[str, t.Any] = {
     #: with nothing about the same resource in between) is a duplicate (duration).
     "POSWEB_DUPLICATE_WINDOW": "10m",
     #: Where receivers run: ``"inline"`` (in the request, after the commit),
-    #: ``"thread"`` (a background thread in the web process) or ``"worker"``
-    #: (only in ``flask posweb worker``).
+    #: ``"thread"`` (a background thread in the web process), ``"worker"``
+    #: (only in ``flask posweb worker``) or ``"celery"`` (the host's Celery workers).
     "POSWEB_DISPATCH": "inline",
+    #: Celery mode: the Celery app; ``None`` is ``app.extensions["celery"]``
+    #: (Flask's pattern), looked up when first needed.
+    "POSWEB_CELERY_APP": None,
+    #: Celery mode: the longest a request waits for the broker to take a task
+    #: (duration); past it, the delivery is stored all the same and the relay sends it.
+    "POSWEB_CELERY_PUBLISH_TIMEOUT": 1.0,
+    #: Celery mode: a due delivery whose task was sent this long ago (lost, or
+    #: still queued) and that no worker holds is sent again (duration).
+    "POSWEB_CELERY_REQUEUE_AFTER": "1m",
+    #: Celery mode: the web processes' background dispatcher relays. ``False``
+    #: leaves it to ``flask posweb worker --relay`` or the beat task ``flask_posweb.relay``.
+    "POSWEB_CELERY_RELAY": True,
     #: Attempts per delivery before it is ``dead``.
     "POSWEB_MAX_ATTEMPTS": 8,
     #: Delay before the first retry; doubled on each further attempt (duration;
@@ -164,6 +176,9 @@ class Settings:
     poll_interval: float
     retry_after: int
     retention: Retention
+    celery_publish_timeout: float
+    celery_requeue_after: float
+    celery_relay: bool
     loyalty_time_budget: float
     loyalty_retention: float
     testing: bool
@@ -210,6 +225,9 @@ def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings
             rejected=_duration(config, "POSWEB_REJECTED_MAX_AGE"),
             rejected_max_count=int(_number(config, "POSWEB_REJECTED_MAX_COUNT")),
         ),
+        celery_publish_timeout=_duration(config, "POSWEB_CELERY_PUBLISH_TIMEOUT"),
+        celery_requeue_after=_duration(config, "POSWEB_CELERY_REQUEUE_AFTER"),
+        celery_relay=bool(config["POSWEB_CELERY_RELAY"]),
         loyalty_time_budget=_duration(config, "POSWEB_LOYALTY_TIME_BUDGET"),
         loyalty_retention=_duration(config, "POSWEB_LOYALTY_RETENTION"),
         testing=testing,

@@ -58,8 +58,9 @@ class PosWebState:
             )
             self.dispatcher = Dispatcher(app, self.inbox, settings)
             self.loyalty = LoyaltyMemory(self.inbox)
-            if self.mode.background and not settings.testing:
+            if self.mode.runs_background(settings) and not settings.testing:
                 self.background = BackgroundRunner(self)
+            self.mode.setup(self)
 
     def answers_for(self, path: str) -> bool:
         """Whether a request for ``path`` that matched no route is ours to answer."""

@@ -13,17 +13,13 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import http.client
 import json
 import os
 import pathlib
 import random
 import re
 import signal
-import socket
-import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import typing as t
@@ -32,33 +28,24 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from flask_posweb.inbox import Delivery
 from flask_posweb.inbox import Filter
 from flask_posweb.inbox import Inbox
 from flask_posweb.sending import sample
 
-ROOT = pathlib.Path(__file__).parent.parent
-APP = "tests.fault_app:create_app"
-KEY = "fault-key-0123456789"
-HEADERS = {"Content-Type": "application/json", "X-API-Key": KEY}
+from .servers import ROOT
+from .servers import Env
+from .servers import assert_every_200_processed_once
+from .servers import children
+from .servers import drain
+from .servers import flask_command
+from .servers import free_port
+from .servers import gunicorn
+from .servers import payment
+from .servers import post
+from .servers import stop
+from .servers import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class Env(dict[str, str]):
-    """The environment every process of one test shares."""
-
-    @property
-    def effects(self) -> list[tuple[int, str, int, int]]:
-        if not pathlib.Path(self["FAULT_EFFECTS"]).exists():
-            return []
-        with sqlite3.connect(self["FAULT_EFFECTS"], timeout=60) as db:
-            try:
-                rows = db.execute("SELECT delivery, receiver, attempt, pid FROM effects").fetchall()
-            except sqlite3.OperationalError:  # no receiver has run yet
-                rows = []
-        db.close()
-        return rows
 
 
 @pytest.fixture
@@ -77,143 +64,6 @@ def inbox(env: Env) -> Iterator[Inbox]:
     store = Inbox.from_url(env["FAULT_DATABASE_URL"])
     yield store
     store.close()
-
-
-def wait_for(
-    condition: t.Callable[[], t.Any], timeout: float = 60, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def flask_command(env: Env, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", APP, "posweb", *args],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def drain(env: Env) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", APP, "posweb", "worker", "--once"],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
-    if process.poll() is None:
-        process.send_signal(sig)
-    output, _ = process.communicate(timeout=60)
-    return process.returncode, output
-
-
-def children(pid: int) -> list[int]:
-    text = pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    return [int(p) for p in text.split()]
-
-
-def gunicorn(env: Env, port: int, *options: str) -> subprocess.Popen[str]:
-    """gunicorn with 2 workers on loopback, ready to serve when this returns."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "2",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "120",
-            "--graceful-timeout",
-            "5",
-            *options,
-            f"{APP}()",
-        ],  # fmt: skip
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    wait_for(lambda: len(children(server.pid)) == 2 and get(port) == 200, 60, "gunicorn")
-    return server
-
-
-def post(port: int, body: bytes, path: str = "/dealpos/payment-created") -> int | None:
-    """The status DealPOS would see, or ``None`` when the connection broke."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        connection.request("POST", path, body, HEADERS)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except (ConnectionError, http.client.HTTPException, OSError):
-        return None
-    finally:
-        connection.close()
-
-
-def get(port: int, path: str = "/health") -> int | None:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except (ConnectionError, http.client.HTTPException, OSError):
-        return None
-    finally:
-        connection.close()
-
-
-def payment(n: int, tag: str = "") -> bytes:
-    body = json.loads(sample("payment_created"))
-    body.update(ID=f"fault-{tag}{n}", Number=f"FLT-{n:05d}", Amount=n)
-    return json.dumps(body).encode()
-
-
-def stored_by_body(inbox: Inbox) -> dict[bytes, Delivery]:
-    accepted = Filter(event=["payment_created"], status=["pending", "failed", "processed", "dead"])
-    return {d.raw: d for d in inbox.list(accepted, limit=None)}
-
-
-def assert_every_200_processed_once(
-    env: Env, inbox: Inbox, answered: dict[bytes, list[t.Any]]
-) -> None:
-    """The invariant: each body answered 200 is stored and processed, each
-    receiver ran exactly once for it, and nothing is left pending."""
-    ok = {body for body, statuses in answered.items() if 200 in statuses}
-    stored = stored_by_body(inbox)
-    for body in ok:
-        delivery = stored.get(body)
-        assert delivery is not None, "a delivery answered 200 is missing"
-        assert delivery.status == "processed", delivery
-    runs = collections.Counter((delivery, receiver) for delivery, receiver, _, _ in env.effects)
-    processed = {d.id for d in stored.values() if d.status == "processed"}
-    assert processed == {d.id for d in stored.values()}  # nothing left pending or failed
-    for receiver in ("ledger", "mailer"):
-        assert {d for (d, r) in runs if r == receiver} == processed
-    assert set(runs.values()) <= {1}
 
 
 def test_gunicorn_worker_killed_mid_run_loses_nothing_acknowledged(env: Env, inbox: Inbox) -> None:
@@ -273,7 +123,7 @@ def test_a_restart_with_orphans_needs_no_new_traffic(env: Env, inbox: Inbox) -> 
         wait_for(lambda: len(started()) == 4, 60, "the receivers")
         for pid in [*children(server.pid), server.pid]:  # the whole server, at once
             os.kill(pid, signal.SIGKILL)
-        server.communicate(timeout=60)
+        server.wait(timeout=60)
         assert all(f.result(timeout=60) is None for f in pending)  # DealPOS saw no answer
     orphans = inbox.list(Filter(event=["shift_closed"]))
     assert len(orphans) == 4 and all(d.status == "pending" for d in orphans)  # stored first
@@ -480,7 +330,7 @@ def test_a_dispatch_worker_killed_mid_delivery_is_replaced(env: Env, inbox: Inbo
     first = flask_command(env, "worker")
     wait_for(lambda: any(r == "slow-started" for _, r, _, _ in env.effects), 60, "the receiver")
     first.kill()  # SIGKILL, in the middle of the receiver
-    first.communicate(timeout=60)
+    first.wait(timeout=60)
     env["FAULT_SLOW_SECONDS"] = "0"
     time.sleep(1.2)  # the dead worker's lease runs out
     assert "1 delivery dispatched." in drain(env)

@@ -19,6 +19,7 @@ from ..inbox import Delivery
 from ..schemas.loading import Loaded
 
 if t.TYPE_CHECKING:
+    from ..config import Settings
     from ..state import PosWebState
     from .runner import Runner
 
@@ -35,6 +36,15 @@ class Mode:
     background: t.ClassVar[bool] = True
     #: The request leases the delivery it stores, to run it at once.
     leases_at_store: t.ClassVar[bool] = False
+    #: A task engine is asked to dispatch each delivery right after its commit.
+    enqueues_at_store: t.ClassVar[bool] = False
+
+    def setup(self, state: PosWebState) -> None:
+        """Called once, when the app is set up in this mode."""
+
+    def runs_background(self, settings: Settings) -> bool:
+        """Whether web processes run the background dispatcher."""
+        return self.background
 
     def stored(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
         """A new delivery was committed (its 200 is owed whatever happens here)."""

@@ -50,11 +50,19 @@ def new_owner(kind: str) -> str:
 
 
 class Runner:
-    """Takes due deliveries one at a time (each with its own lease) and dispatches them."""
+    """Takes due deliveries one at a time (each with its own lease) and dispatches them.
 
-    def __init__(self, state: PosWebState, owner: str | None = None) -> None:
+    :param relay: instead of dispatching here, ask the task engine to (Celery mode's
+        relay, see :mod:`~flask_posweb.dispatch.celery`). By default a runner does
+        what the dispatch mode's background work is.
+    """
+
+    def __init__(
+        self, state: PosWebState, owner: str | None = None, *, relay: bool | None = None
+    ) -> None:
         self.state = state
         self.owner = owner or new_owner("worker")
+        self.relay = relay
         self._housekept = -HOUSEKEEPING_INTERVAL
 
     def drain(self, limit: int | None = None) -> int:
@@ -97,10 +105,20 @@ class Runner:
             if not count:
                 stop.wait(self.state.settings.poll_interval)
 
+    def work(self) -> int:
+        """Dispatch (or relay) what is due now; how many deliveries were handled."""
+        if self.relay is None:
+            return self.state.mode.background_pass(self)
+        if self.relay:
+            from .celery import relay
+
+            return relay(self.state)
+        return self.drain()
+
     def one_pass(self) -> int:
-        """One pass of the dispatch mode's background work, then retention."""
+        """One pass of :meth:`work`, then retention when due."""
         try:
-            count = self.state.mode.background_pass(self)
+            count = self.work()
             self.housekeep()
         except StoreError as exc:
             logger.warning("Dispatcher %s: %s; retrying", self.owner, exc)

@@ -251,6 +251,7 @@ class Inbox:
         missing: Sequence[str] = (),
         owner: str | None = None,
         lease: float = 0,
+        enqueued: bool = False,
         deadline: Deadline | None = None,
     ) -> Admission:
         """Store a valid delivery as ``pending``, unless it is a duplicate.
@@ -262,6 +263,8 @@ class Inbox:
         :param resource: what the body is about (its resource key's value).
         :param owner: lease the new delivery to this dispatcher at once (and count
             its first attempt), so that no one else takes it while it runs.
+        :param enqueued: a task engine is asked to dispatch it right after the
+            commit: stamp ``enqueued_at`` now (see :meth:`take_for_relay`).
         """
         scope = Scope.of(self.name, event, raw, resource)
         values = self._values(
@@ -285,7 +288,10 @@ class Inbox:
                     self._values(key=receivers.key, event=event, receivers=sorted(receivers.names)),
                 )
             return self._admit(
-                connection, self._sql.insert(leased=owner is not None), values, scope
+                connection,
+                self._sql.insert(leased=owner is not None, enqueued=enqueued),
+                values,
+                scope,
             )
 
         admission = self._write(store, deadline)
@@ -416,6 +422,22 @@ class Inbox:
         """Record that a task engine was asked to dispatch these deliveries now."""
         values = self._values(ids=list(delivery_ids))
         self._write(lambda c: c.execute(self._sql.enqueued, values), durable=False)
+
+    def take_for_relay(
+        self, receivers: Iterable[str], requeue_after: float, limit: int = 500
+    ) -> builtins.list[int]:
+        """Deliveries a task engine should be asked (again) to dispatch: due,
+        held by no dispatcher, with receivers the asking app has, and not sent
+        within ``requeue_after`` seconds (a task sent then was lost, or is still
+        queued). Each is stamped as sent now, in the same statement, so that
+        relays running side by side rarely send one twice (a duplicate task is
+        harmless: the first to take the lease runs it).
+        """
+        values = self._values(sets=list(receivers), requeue_after=-requeue_after, limit=limit)
+        rows = self._write(
+            lambda c: c.execute(self._sql.take_for_relay, values).all(), durable=False
+        )
+        return sorted(row.id for row in rows)
 
     def replay(self, which: Filter) -> int:
         """Make the chosen deliveries due again as replays (:data:`.states.REPLAY`);
@@ -583,7 +605,7 @@ class _Statements:
         self.register = _register_statement(dialect, now)
         self.claim_scope = claim_statement(dialect, clock)
 
-        def insert(status: Status, leased: bool) -> sa.Insert:
+        def insert(status: Status, leased: bool, enqueued: bool = False) -> sa.Insert:
             return (
                 deliveries.insert()
                 .values(
@@ -604,12 +626,16 @@ class _Statements:
                     next_attempt_at=now if status == "pending" else None,
                     locked_by=B("owner", type_=D.locked_by.type) if leased else None,
                     locked_until=lease_until if leased else None,
-                    enqueued_at=None,
+                    enqueued_at=now if enqueued else None,
                 )
                 .returning(*everything)
             )
 
-        self._inserts = {leased: insert("pending", leased) for leased in (False, True)}
+        self._inserts = {
+            (leased, enqueued): insert("pending", leased, enqueued)
+            for leased in (False, True)
+            for enqueued in (False, True)
+        }
         self.rejected = insert("rejected", False)
         self.delete = deliveries.delete().where(D.id == B("id"))
         self.in_scope = (
@@ -696,6 +722,26 @@ class _Statements:
                 updated_at=now,
             )
         )
+        relayable = (
+            sa.select(D.id)
+            .where(
+                D.inbox == inbox,
+                D.status.in_(states.DISPATCHABLE),
+                D.next_attempt_at <= now,
+                free,
+                expected,
+                sa.or_(D.enqueued_at.is_(None), D.enqueued_at < clock.plus("b_requeue_after")),
+            )
+            .order_by(D.next_attempt_at, D.id)
+            .limit(B("limit", type_=sa.Integer(), literal_execute=True))
+            .with_for_update(skip_locked=True)
+        )
+        self.take_for_relay = (
+            deliveries.update()
+            .where(D.id.in_(relayable.scalar_subquery()))
+            .values(enqueued_at=now)
+            .returning(D.id)
+        )
         self.enqueued = (
             deliveries.update()
             .where(D.inbox == inbox, D.id.in_(B("ids", expanding=True)))
@@ -713,8 +759,8 @@ class _Statements:
             "updated_at": now,
         }
 
-    def insert(self, *, leased: bool) -> sa.Insert:
-        return self._inserts[leased]
+    def insert(self, *, leased: bool, enqueued: bool) -> sa.Insert:
+        return self._inserts[leased, enqueued]
 
 
 def _register_statement(dialect: sa.Dialect, now: sa.ColumnElement[dt.datetime]) -> sa.Insert:

@@ -78,6 +78,7 @@ def receive(
         missing=loaded.missing,
         owner=new_owner("request") if mode.leases_at_store else None,
         lease=settings.lease,
+        enqueued=mode.enqueues_at_store,
         deadline=deadline,
     )
     delivery = admission.delivery
