@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml setup.cfg
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-.PHONY: install run test bench lint
+.PHONY: install run test docs bench lint
 install: $(BIN)/.installed
 
 run: $(BIN)/.installed
@@ -20,6 +20,12 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The site in docs/_build/html, read afresh (-E: parts of it are drawn from the
+# code); warnings are errors, as in tests/test_docs.py.
+# The state diagram needs Graphviz's `dot` (apt-get install graphviz).
+docs: $(BIN)/.installed
+	$(BIN)/sphinx-build -E -W --keep-going -b html docs docs/_build/html
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks --write $(BENCH_ARGS)

@@ -37,6 +37,7 @@ from .web.headers import SECRET_HEADERS
 
 __all__ = ["DEFAULTS", "MIN_SECRET_LENGTH", "Settings", "read_settings"]
 
+#: Every ``POSWEB_*`` key with its default, in the order of the docs' table.
 DEFAULTS: dict[str, t.Any] = {
     #: URL prefix used by ``PosWeb.init_app``; ``register_blueprint(url_prefix=...)``
     #: overrides it.

@@ -1,8 +1,8 @@
 """The event catalogue: the one place that lists DealPOS's webhook events.
 
 Everything else is derived from :data:`EVENTS`: the blueprint's URL rules,
-the signals, the CLI listing, the README table and the tests. DealPOS puts no
-event type in the body; the URL it posts to says which event fired.
+the signals, the CLI listing, the docs' events table and the tests. DealPOS
+puts no event type in the body; the URL it posts to says which event fired.
 
 Sources: DealPOS's public developer documentation, as rebuilt in the
 project's ``catalog.json``. Events marked ``provisional`` have no published
@@ -105,8 +105,8 @@ class EventType:
 class WebhookEvent(t.Generic[D]):
     """One validated delivery of an event, as handed to receivers.
 
-    ``WebhookEvent[PaymentCreated]`` types ``data`` for one event (see
-    :mod:`flask_posweb.typed`).
+    Its type parameter is the type of ``data``: receivers get a
+    ``WebhookEvent[dict[str, Any]]``.
 
     .. versionadded:: 0.1
     """

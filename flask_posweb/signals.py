@@ -1,9 +1,9 @@
 """Blinker signals sent by Flask-PosWeb. Declarations only.
 
 Each signal's name is its Python name (``payment_created``), which is also
-the event's canonical name. The sender is always the Flask app. Every signal
-has one keyword argument besides it (``event``, unless its doc says
-otherwise); receivers should accept
+the event's canonical name. The sender is always the Flask app. Every other
+argument is a keyword argument: ``event`` for the events' signals, those in
+:data:`KEYWORDS` for the lifecycle signals. Receivers should accept
 ``**extra`` so that later arguments do not break them.
 
 Per-event signals carry a :class:`~flask_posweb.WebhookEvent`. Their receivers

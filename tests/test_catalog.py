@@ -1,6 +1,7 @@
 """The catalogue is complete and consistent: with DealPOS's documentation (a copy
 of the project's ``catalog.json`` in ``tests/data``), and with every place an
-event must appear: schema, signal, URL rule, sample, README row."""
+event must appear: schema, signal, URL rule, sample (the docs' events table is
+checked in ``test_docs.py``)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from flask_posweb.sending import sample
 
 HERE = pathlib.Path(__file__).parent
 VENDOR = json.loads((HERE / "data" / "dealpos_catalog.json").read_text())
-README = (HERE.parent / "README.md").read_text()
 
 #: Vendor events known by title only (no key published), mapped to our names.
 BY_TITLE = {
@@ -189,15 +189,6 @@ def test_signals_module_has_no_stray_event_signals() -> None:
 def test_every_event_has_a_sample_that_validates(event: EventType) -> None:
     data, missing = event.load(json.loads(sample(event.name)), strict=True)
     assert data and missing == ()
-
-
-@pytest.mark.parametrize("event", EVENTS.values(), ids=list(EVENTS))
-def test_every_event_has_a_readme_row(event: EventType) -> None:
-    row = next((line for line in README.splitlines() if f"| `{event.name}` |" in line), None)
-    assert row is not None, f"README has no row for {event.name}"
-    assert f"`{event.url_rule}`" in row
-    assert f"`{event.wire_name}`" in row if event.wire_name else "—" in row
-    assert ("provisional" in row) == event.provisional
 
 
 @pytest.mark.parametrize("event", EVENTS.values(), ids=list(EVENTS))

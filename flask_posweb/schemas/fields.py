@@ -1,6 +1,6 @@
 """Lenient marshmallow fields for DealPOS's drifting payloads.
 
-DealPOS writes the same concept in several shapes (see the package README):
+DealPOS writes the same concept in several shapes (see docs/events.rst):
 dates with or without time, zone and 1-7 fractional digits; money as JSON
 numbers that must never become floats; ids and phone numbers sometimes as
 numbers. These fields accept every shape seen and normalise it.
