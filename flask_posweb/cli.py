@@ -175,7 +175,10 @@ def register_commands(bp: Blueprint) -> None:
     """Attach every command to ``bp.cli`` (``flask posweb ...``)."""
     cli = bp.cli
     cli.__class__ = Group  # AppGroup's behaviour, our error handling
-    cli.help = "DealPOS webhooks: URLs to paste, test deliveries, the inbox and its worker."
+    cli.help = (
+        "DealPOS webhooks: URLs to paste, test deliveries, the inbox and its worker, "
+        "the OpenAPI description."
+    )
 
     @cli.command("events")
     @click.option("--json", "as_json", is_flag=True, help="A JSON list instead of a table.")
@@ -203,6 +206,42 @@ def register_commands(bp: Blueprint) -> None:
             mark = "  (provisional)" if row.get("provisional") else ""
             extra = f"  {row['signal']}" if row.get("signal") else ""
             click.echo(f"{row['name']:<{width}}  {row['url']}{extra}{mark}")
+
+    @cli.command("openapi")
+    @click.option(
+        "--output",
+        "-o",
+        type=click.File("w", encoding="utf-8", lazy=True),
+        metavar="FILE",
+        help="Write the document to FILE (default: standard output).",
+    )
+    @click.option(
+        "--base-url",
+        envvar="POSWEB_BASE_URL",
+        metavar="URL",
+        help="Public URL of this app, written as the document's server (default: none; "
+        "paths are relative to the host).",
+    )
+    def openapi_command(output: t.TextIO | None, base_url: str | None) -> None:
+        """Write the OpenAPI 3.1 description (JSON) of this app's DealPOS endpoints:
+        the events, the loyalty calls and the token URL, with the request schemas
+        as enforced here and this configuration's security schemes.
+
+        Needs the 'openapi' extra: pip install 'Flask-PosWeb[openapi]'.
+        """
+        try:
+            from .openapi import openapi_json  # apispec: imported by this command only
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "apispec":
+                raise
+            raise click.ClickException(
+                "This command needs apispec: pip install 'Flask-PosWeb[openapi]'."
+            ) from None
+        document = openapi_json(current_app, server_url=base_url)
+        if output is None:
+            click.echo(document, nl=False)
+        else:
+            output.write(document)
 
     @cli.command("send")
     @click.argument("event")

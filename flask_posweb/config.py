@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections.abc as c
 import dataclasses
 import difflib
+import importlib.util
 import os
 import typing as t
 import warnings
@@ -72,6 +73,10 @@ DEFAULTS: dict[str, t.Any] = {
     #: the marks are uncertain (every group but Invoice Payment): 422 instead of
     #: accepting it with ``event.missing``.
     "POSWEB_STRICT_PRESENCE": False,
+    #: Serve this app's OpenAPI 3.1 description at ``<prefix>/openapi.json``: ``GET``,
+    #: without credentials (it describes the endpoints, it receives nothing). Needs
+    #: the ``openapi`` extra. ``flask posweb openapi`` writes it either way.
+    "POSWEB_OPENAPI": False,
     #: Keep every delivery in the inbox before answering 200. ``False`` runs
     #: receivers in the request and answers 500 when one fails.
     "POSWEB_INBOX": True,
@@ -163,6 +168,8 @@ class Settings:
     hidden_headers: frozenset[str]
     max_content_length: int
     strict_presence: bool
+    #: Serve the OpenAPI description (``POSWEB_OPENAPI``).
+    openapi: bool
     inbox: bool
     #: ``None``: a private temporary inbox (``TESTING``).
     database_url: str | None
@@ -207,6 +214,7 @@ def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings
         hidden_headers=SECRET_HEADERS | {config["POSWEB_API_KEY_HEADER"].lower()},
         max_content_length=int(_number(config, "POSWEB_MAX_CONTENT_LENGTH")),
         strict_presence=bool(config["POSWEB_STRICT_PRESENCE"]),
+        openapi=_openapi(config),
         inbox=bool(config["POSWEB_INBOX"]),
         database_url=_database_url(config["POSWEB_DATABASE_URL"], instance_path, testing),
         inbox_name=_inbox_name(config["POSWEB_INBOX_NAME"]),
@@ -242,6 +250,16 @@ def _warn_unknown(config: c.Mapping[str, t.Any]) -> None:
             close = difflib.get_close_matches(key, DEFAULTS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             warnings.warn(f"Unknown setting {key!r}{hint}", PosWebWarning, stacklevel=4)
+
+
+def _openapi(config: c.Mapping[str, t.Any]) -> bool:
+    """Fail at setup, not at the first request for the document."""
+    enabled = bool(config["POSWEB_OPENAPI"])
+    if enabled and importlib.util.find_spec("apispec") is None:
+        raise ConfigurationError(
+            "POSWEB_OPENAPI needs apispec: pip install 'Flask-PosWeb[openapi]'."
+        )
+    return enabled
 
 
 def _number(config: c.Mapping[str, t.Any], key: str) -> float:

@@ -53,11 +53,13 @@ from .throttle import token_throttle
 if t.TYPE_CHECKING:
     from ..extension import PosWeb
 
-__all__ = ["TOKEN_URL", "create_blueprint", "webhook_view"]
+__all__ = ["OPENAPI_URL", "TOKEN_URL", "create_blueprint", "webhook_view"]
 
 logger = logging.getLogger("flask_posweb")
 
 TOKEN_URL = "/oauth/token"
+#: Where the OpenAPI description is served, when ``POSWEB_OPENAPI`` is on.
+OPENAPI_URL = "/openapi.json"
 #: A token request is a short form; anything longer is not one.
 TOKEN_REQUEST_LIMIT = 16 * 1024
 
@@ -157,6 +159,24 @@ def _token_request_fields() -> dict[str, t.Any]:
     )
 
 
+def openapi_json() -> Response:
+    """``GET <prefix>/openapi.json``: this app's OpenAPI description, when
+    ``POSWEB_OPENAPI`` is on; otherwise a 404, as for any unknown path.
+
+    No credentials: the document describes the endpoints and receives nothing,
+    and the tools that fetch it (documentation viewers, client generators) send
+    none. It names no secret: only the header and the modes credentials take.
+    An app that wants it private leaves this off and serves
+    :func:`~flask_posweb.openapi.openapi_json` from a view of its own.
+    """
+    state = get_state()
+    if not state.settings.openapi:
+        raise NotFoundError(request.path)
+    from ..openapi import served_json  # apispec: imported only when the document is asked for
+
+    return Response(served_json(state.app, request.script_root), mimetype="application/json")
+
+
 def _render(error: WebhookError) -> Response:
     response = jsonify(error.body())
     response.status_code = error.status_code
@@ -250,6 +270,13 @@ def create_blueprint(extension: PosWeb) -> Blueprint:
         TOKEN_URL, "oauth_token", token, methods=["POST"], provide_automatic_options=False
     )
     register_loyalty_views(bp, extension.loyalty)
+    bp.add_url_rule(
+        OPENAPI_URL,
+        "openapi_json",
+        openapi_json,
+        methods=["GET"],
+        provide_automatic_options=False,
+    )
     bp.register_error_handler(WebhookError, render_webhook_error)
     bp.register_error_handler(StoreError, render_store_error)
     bp.register_error_handler(HTTPException, render_http_error)
