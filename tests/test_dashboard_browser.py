@@ -22,6 +22,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from flask_posweb import Filter
 from flask_posweb.sending import sample
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
@@ -261,3 +262,32 @@ def test_the_page_is_refused_without_access(shop: Shop, browser: t.Any) -> None:
         assert "LedgerUnavailable" not in browser.page_source
     finally:
         shop.app.config["DEBUG"] = True
+
+
+def test_replay_the_failed_ones_asks_first(shop: Shop, browser: t.Any) -> None:
+    failed = get_state(shop.app).require_inbox().ids(Filter(["failed", "dead"]))
+    assert shop.ids["always"] in failed  # and until_replay, unless replayed above
+    browser.get(f"{shop.url}/dealpos/log/?event=payment_created")
+    click(browser, By.PARTIAL_LINK_TEXT, "Replay the")
+    noun = "delivery" if len(failed) == 1 else "deliveries"
+    assert f"{len(failed)} failed {noun}" in browser.find_element(By.TAG_NAME, "main").text
+    screenshot(browser, "confirm", 390, 900)
+    click(browser, By.XPATH, f"//button[starts-with(., 'Replay {len(failed)}')]")
+    outcome = browser.find_element(By.CSS_SELECTOR, "[role=status]").text
+    assert outcome.startswith(f"{len(failed)} {noun} replayed")
+    assert "1 now failed" in outcome  # the ledger refuses the one that always fails
+    screenshot(browser, "replayed", 1280, 900)
+
+
+def test_loyalty_answers_are_listed(shop: Shop, browser: t.Any) -> None:
+    client = t.cast(PosWebClient, shop.app.test_client())
+    assert client.call_loyalty("order_complete").status_code == 200
+    browser.get(f"{shop.url}/dealpos/log/loyalty")
+    cells = browser.find_elements(By.CSS_SELECTOR, "table.loyalty tbody td")
+    assert [c.text for c in cells][:4] == [
+        "Loyalty Point On Order Complete",
+        "id:b7a41c0e-1e52-4f5a-8c1d-77c0f6a3e901",
+        "answered",
+        '{"reward": 68}',
+    ]
+    screenshot(browser, "loyalty", 390, 900)
