@@ -13,7 +13,6 @@ import pytest
 from flask import Flask
 
 from flask_posweb import EVENTS
-from flask_posweb.sending import sample
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
 
@@ -77,7 +76,8 @@ def test_the_log_page_admits_only_this_machine_in_debug_mode(shop: Flask) -> Non
 def test_the_shop_ledger_fails_when_asked_until_a_replay(shop: Flask) -> None:
     shop.config["DEBUG"] = True
     client: PosWebClient = shop.test_client()  # type: ignore[assignment]
-    body = {**json.loads(sample("payment_created")), "ShopFail": "until-replay"}
+    # The file the shop's docstring sends.
+    body = (ROOT / "examples" / "shop" / "failing_payment.json").read_bytes()
     delivery_id = client.deliver("payment_created", body).headers["X-PosWeb-Delivery"]
     page = client.get(f"/dealpos/log/{delivery_id}").get_data(as_text=True)
     assert "LedgerUnavailable: The ledger refused payment_created" in page
@@ -87,7 +87,7 @@ def test_the_shop_ledger_fails_when_asked_until_a_replay(shop: Flask) -> None:
         f"/dealpos/log/{delivery_id}/replay", data={"csrf_token": token.group(1)}
     )
     assert "the delivery is now processed" in replayed.get_data(as_text=True)
-    always = {**body, "ID": "p-always", "ShopFail": "always"}
+    always = {**json.loads(body), "ID": "p-always", "ShopFail": "always"}
     again = client.deliver("payment_created", always).headers["X-PosWeb-Delivery"]
     token = re.search(
         r'name="csrf_token" value="([^"]+)"', client.get(f"/dealpos/log/{again}").get_data(True)

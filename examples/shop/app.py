@@ -12,8 +12,7 @@ only in debug mode. A body with ``"ShopFail": "until-replay"`` makes the
 shop's ledger fail until someone replays the delivery from that page (with
 ``"always"``: on every attempt), to show a traceback and a replay::
 
-    echo '{"ID": "p-1", "InvoiceID": "i-1", "Amount": 1, "ShopFail": "until-replay"}' |
-        flask --app examples/shop/app.py posweb send payment_created -
+    flask --app examples/shop/app.py posweb send payment_created examples/shop/failing_payment.json
 
 Everything lives in the instance folder: the inbox (``posweb.sqlite3``,
 embedded, zero configuration) and the shop's own records and loyalty points
