@@ -15,8 +15,10 @@ $(BIN)/.installed: pyproject.toml setup.cfg
 .PHONY: install run test docs bench lint
 install: $(BIN)/.installed
 
+# Debug mode, for the delivery log page (it admits only this machine, in debug
+# mode); without the interactive debugger, which would run code for a visitor.
 run: $(BIN)/.installed
-	$(BIN)/flask --app examples/shop/app.py run --host $(HOST) --port $(PORT)
+	$(BIN)/flask --app examples/shop/app.py run --debug --no-debugger --host $(HOST) --port $(PORT)
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -29,6 +29,8 @@ from .auth.verification import Authenticator
 from .auth.verification import BasicVerifier
 from .auth.verification import BearerVerifier
 from .auth.verification import Verifier
+from .dashboard.settings import DashboardSettings
+from .dashboard.settings import read_dashboard_settings
 from .durations import to_seconds
 from .exceptions import ConfigurationError
 from .exceptions import InsecureWebhookWarning
@@ -136,6 +138,23 @@ DEFAULTS: dict[str, t.Any] = {
     "POSWEB_LOYALTY_TIME_BUDGET": 10,
     #: Remembered order-complete answers (an order is rewarded once) are kept this long.
     "POSWEB_LOYALTY_RETENTION": "90d",
+    #: Serve the delivery log page (HTML, for the people who look for a missing
+    #: payment) at ``<prefix>`` + ``POSWEB_DASHBOARD_PATH``. Needs
+    #: ``POSWEB_DASHBOARD_ACCESS``, ``SECRET_KEY`` (its forms carry CSRF tokens)
+    #: and the ``dashboard`` extra (Flask-WTF).
+    "POSWEB_DASHBOARD": False,
+    #: Who may see the log page: a callable taking no argument, called on each of
+    #: its requests, e.g. ``lambda: current_user.is_admin``. A false answer is a
+    #: 403; a response it returns (the host's login redirect) is sent instead.
+    "POSWEB_DASHBOARD_ACCESS": None,
+    #: Where the log page is, below the blueprint's prefix.
+    "POSWEB_DASHBOARD_PATH": "/log",
+    #: Time zone of the times the log page shows and reads: a name such as
+    #: ``"Asia/Jakarta"`` or a ``tzinfo``.
+    "POSWEB_DASHBOARD_TIMEZONE": "UTC",
+    #: Longest received-time range a text search of the log page may scan: it
+    #: reads every body in the range (duration).
+    "POSWEB_DASHBOARD_SEARCH_RANGE": "7d",
 }
 
 #: Keys whose value must say its unit.
@@ -189,6 +208,8 @@ class Settings:
     celery_relay: bool
     loyalty_time_budget: float
     loyalty_retention: float
+    #: The delivery log page; ``None`` when it is off.
+    dashboard: DashboardSettings | None
     testing: bool
 
 
@@ -239,6 +260,7 @@ def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings
         celery_relay=bool(config["POSWEB_CELERY_RELAY"]),
         loyalty_time_budget=_duration(config, "POSWEB_LOYALTY_TIME_BUDGET"),
         loyalty_retention=_duration(config, "POSWEB_LOYALTY_RETENTION"),
+        dashboard=read_dashboard_settings(config, inbox=bool(config["POSWEB_INBOX"])),
         testing=testing,
     )
 

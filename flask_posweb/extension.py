@@ -18,6 +18,7 @@ from flask.blueprints import BlueprintSetupState
 from . import signals
 from .config import DEFAULTS
 from .config import read_settings
+from .dashboard import register_dashboard
 from .dispatch.receivers import NAME_ATTRIBUTE
 from .events import EVENTS
 from .exceptions import ConfigurationError
@@ -129,7 +130,8 @@ class PosWeb:
 
         In order: refuse a second extension, default every ``POSWEB_*`` key,
         check them (failing closed on credentials), keep the app's state in
-        ``app.extensions["posweb"]`` and connect this extension's handlers.
+        ``app.extensions["posweb"]``, connect this extension's handlers and
+        mount the delivery log page when ``POSWEB_DASHBOARD`` is on.
         """
         app = t.cast(Flask, state.app)
         if "posweb" in app.extensions:
@@ -144,6 +146,8 @@ class PosWeb:
                 self._signal(name).connect(receiver, sender=app, weak=False)
         self._apps.add(app)
         warn_if_unthrottled(posweb_state)
+        if settings.dashboard is not None:
+            register_dashboard(posweb_state, state.url_prefix or "")
 
     def _mounted(self, state: BlueprintSetupState) -> None:
         """Remember where the blueprint is mounted (every registration)."""

@@ -16,3 +16,14 @@ def test_the_benchmark_runs_and_reports_ratios(capsys: pytest.CaptureFixture[str
     bare = next(line for line in report.splitlines() if line.startswith("| bare |"))
     assert bare.endswith("| 1.00x |")
     assert "| posweb_sqlite |" in report and "Key figures" in report
+
+
+def test_the_log_page_benchmark_runs_and_reports_ratios() -> None:
+    from benchmarks.log_page import PAGES
+    from benchmarks.log_page import measure
+
+    results = measure(small=50, large=400, repeats=1)
+    assert list(results) == PAGES
+    for timings in results.values():
+        assert timings["small_ms"] > 0 and timings["large_ms"] > 0
+        assert timings["ratio"] == timings["large_ms"] / timings["small_ms"]

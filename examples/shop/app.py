@@ -5,9 +5,18 @@ another terminal, post the built-in sample of any event as DealPOS would::
 
     flask --app examples/shop/app.py posweb send payment_created
 
-Open http://127.0.0.1:5000/ to see what arrived. Everything lives in the
-instance folder: the inbox (``posweb.sqlite3``, embedded, zero configuration)
-and the shop's own records and loyalty points (``shop.sqlite3``).
+Open http://127.0.0.1:5000/ to see what arrived, and the delivery log page
+(http://127.0.0.1:5000/dealpos/log/) to see every delivery: run the app with
+``--debug`` (``make run`` does), as the page admits only this machine, and
+only in debug mode. A body with ``"ShopFail": "until-replay"`` makes the
+shop's ledger fail until someone replays the delivery from that page (with
+``"always"``: on every attempt), to show a traceback and a replay::
+
+    flask --app examples/shop/app.py posweb send payment_created examples/shop/failing_payment.json
+
+Everything lives in the instance folder: the inbox (``posweb.sqlite3``,
+embedded, zero configuration) and the shop's own records and loyalty points
+(``shop.sqlite3``).
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ from decimal import Decimal
 from flask import Flask
 from flask import current_app
 from flask import g
-from flask import jsonify
+from flask import render_template_string
+from flask import request
+from flask import url_for
 
 from flask_posweb import EVENTS
 from flask_posweb import PosWeb
@@ -79,8 +90,24 @@ def record(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
         )
 
 
+class LedgerUnavailable(Exception):
+    """The shop's accounting ledger did not take the entry (made up: see ``post_to_ledger``)."""
+
+
+def post_to_ledger(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
+    """Every event: post it to the shop's ledger, which fails when the body asks for it.
+
+    ``"ShopFail": "until-replay"`` fails until an operator replays the delivery
+    from the log page; ``"always"`` fails on every attempt (until it is dead).
+    """
+    fail = event.data.get("ShopFail")
+    if fail == "always" or (fail == "until-replay" and not event.is_replay):
+        raise LedgerUnavailable(f"The ledger refused {event.name} #{event.id} (ShopFail={fail!r}).")
+
+
 for _name in EVENTS:
     posweb.on(_name)(record)
+    posweb.on(_name, name="ledger")(post_to_ledger)
 
 
 def member_key(data: dict[str, t.Any]) -> str:
@@ -127,6 +154,66 @@ def validate_coupon(call: LoyaltyCall) -> Coupon | CouponRefused:
     return Coupon(kind, Decimal(amount), expires_at=expires_at)
 
 
+def local_debugging() -> bool:
+    """Who may see the delivery log page: only this machine, and only in debug
+    mode, so that a copy of this app in production admits no one. A real shop
+    checks its own users, e.g. ``lambda: current_user.is_admin``."""
+    return current_app.debug and request.remote_addr in ("127.0.0.1", "::1")
+
+
+INDEX = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Example shop</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 0 auto; padding: 0 1rem; max-width: 60rem; }
+  table { border-collapse: collapse; width: 100%; }
+  th, td { text-align: left; padding: 0.3rem 0.5rem; border-bottom: 1px solid #d5dae0; }
+  .table { overflow-x: auto; }
+</style>
+</head>
+<body>
+<header><p><strong>Example shop</strong>: it receives every DealPOS event.</p></header>
+<main>
+<h1>What arrived</h1>
+<p>{% if log_page %}Every delivery, with its receivers' attempts and a replay button, is on
+  <a href="{{ log_page }}">the delivery log page</a> (this machine only, in debug mode).
+  {% else %}The delivery log page is off.{% endif %}</p>
+<h2>Inbox</h2>
+<ul>{% for status, n in counts.items() %}
+  <li>{{ status }}: <span id="count-{{ status }}">{{ n }}</span></li>{% endfor %}
+</ul>
+<h2>Received, newest first</h2>
+{% if received %}
+<div class="table"><table>
+  <thead><tr>
+    <th scope="col">Delivery</th><th scope="col">Event</th><th scope="col">Summary</th>
+    <th scope="col">Received (UTC)</th>
+  </tr></thead>
+  <tbody>
+  {% for id, event, summary, at in received %}
+    <tr><td>{{ id }}</td><td>{{ event }}</td><td>{{ summary }}</td><td>{{ at }}</td></tr>
+  {% endfor %}
+  </tbody>
+</table></div>
+{% else %}
+<p>Nothing yet: <code>flask --app examples/shop/app.py posweb send payment_created</code></p>
+{% endif %}
+<h2>Loyalty points</h2>
+<div class="table"><table>
+  <thead><tr><th scope="col">Member</th><th scope="col">Points</th></tr></thead>
+  <tbody>{% for member, n in points %}
+    <tr><td>{{ member }}</td><td>{{ n }}</td></tr>{% endfor %}
+  </tbody>
+</table></div>
+</main>
+</body>
+</html>
+"""
+
+
 def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
@@ -134,6 +221,9 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
         # The key DealPOS sends in X-API-Key; set SHOP_API_KEY in production.
         POSWEB_API_KEYS=[os.environ.get("SHOP_API_KEY", "dev-key-change-me")],
         SHOP_DATABASE=os.path.join(app.instance_path, "shop.sqlite3"),
+        # The delivery log page at /dealpos/log/ (the 'dashboard' extra).
+        POSWEB_DASHBOARD=True,
+        POSWEB_DASHBOARD_ACCESS=local_debugging,
     )
     app.config.update(config or {})
     os.makedirs(app.instance_path, exist_ok=True)
@@ -147,20 +237,22 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
             db.close()
 
     @app.get("/")
-    def index() -> t.Any:
+    def index() -> str:
         """What arrived, newest first, and the loyalty points."""
-        rows = shop_db().execute(
+        received = shop_db().execute(
             "SELECT delivery_id, event, summary, received_at FROM received "
             "ORDER BY rowid DESC LIMIT 100"
         )
         points = shop_db().execute("SELECT member, points FROM points ORDER BY member")
-        return jsonify(
-            received=[
-                dict(zip(("id", "event", "summary", "received_at"), row, strict=True))
-                for row in rows
-            ],
-            points=dict(points.fetchall()),
-            inbox=posweb.inbox.counts(),
+        log_page = None
+        if "posweb_dashboard" in app.blueprints:
+            log_page = url_for("posweb_dashboard.deliveries")
+        return render_template_string(
+            INDEX,
+            received=received.fetchall(),
+            points=points.fetchall(),
+            counts=posweb.inbox.counts(),
+            log_page=log_page,
         )
 
     return app

@@ -90,6 +90,11 @@ deliveries = sa.Table(
     sa.Index("ix_posweb_deliveries_due", "inbox", "status", "next_attempt_at"),
     sa.Index("ix_posweb_deliveries_finished", "status", "updated_at"),
     sa.Index("ix_posweb_deliveries_received", "received_at"),
+    # The log page: one status, or one event, newest first; an event's counts
+    # per status (see migration 0003).
+    sa.Index("ix_posweb_deliveries_status_id", "inbox", "status", "id"),
+    sa.Index("ix_posweb_deliveries_event_id", "inbox", "event", "id"),
+    sa.Index("ix_posweb_deliveries_event_status", "inbox", "event", "status"),
     sqlite_autoincrement=True,
 )
 
