@@ -37,7 +37,18 @@ from .sending import basic_header
 from .sending import sample
 from .state import get_state
 
-__all__ = ["PosWebClient", "Sent", "captured_events", "captured_signals", "drain", "sample"]
+__all__ = [
+    "CapturedEvents",
+    "PosWebClient",
+    "Sent",
+    "captured_events",
+    "captured_signals",
+    "drain",
+    "sample",
+]
+
+#: What :func:`captured_events` (and the ``posweb_events`` fixture) records.
+CapturedEvents = list[WebhookEvent[t.Any]]
 
 Payload = Mapping[str, t.Any] | bytes | str | None
 
@@ -132,11 +143,11 @@ def captured_signals(app: Flask, *signals: NamedSignal) -> Iterator[list[Sent]]:
 
 
 @contextlib.contextmanager
-def captured_events(app: Flask, *names: str) -> Iterator[list[WebhookEvent[t.Any]]]:
+def captured_events(app: Flask, *names: str) -> Iterator[CapturedEvents]:
     """Record each :class:`~flask_posweb.WebhookEvent` dispatched by ``app`` (of the
     events ``names``; default all), in order. The recorder is a receiver like any
     other: the inbox lists it among the event's receivers."""
-    events: list[WebhookEvent[t.Any]] = []
+    events: CapturedEvents = []
 
     def record(sender: Flask, event: WebhookEvent[t.Any], **kwargs: t.Any) -> None:
         events.append(event)
