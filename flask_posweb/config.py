@@ -267,10 +267,12 @@ def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings
 
 def _warn_unknown(config: c.Mapping[str, t.Any]) -> None:
     """A misspelt key is otherwise silently ignored (``POSWEB_MAX_ATTEMPT = 3``)."""
+    # Compared without the shared prefix, which would make any two keys look alike.
+    known = {key.removeprefix("POSWEB_"): key for key in DEFAULTS}
     for key in config:
         if key.startswith("POSWEB_") and key not in DEFAULTS:
-            close = difflib.get_close_matches(key, DEFAULTS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = difflib.get_close_matches(key.removeprefix("POSWEB_"), known, n=1)
+            hint = f"; did you mean {known[close[0]]!r}?" if close else ""
             warnings.warn(f"Unknown setting {key!r}{hint}", PosWebWarning, stacklevel=4)
 
 

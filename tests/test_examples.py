@@ -6,6 +6,7 @@ import importlib.util
 import json
 import pathlib
 import re
+import sys
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -25,6 +26,9 @@ def load_example(name: str) -> ModuleType:
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # As an import would: Flask finds the app's folder (and instance folder)
+    # through sys.modules, or else takes the current directory, the clone.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -226,7 +226,8 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
         POSWEB_DASHBOARD_ACCESS=local_debugging,
     )
     app.config.update(config or {})
-    os.makedirs(app.instance_path, exist_ok=True)
+    # The shop's own database needs its folder (the inbox makes its own).
+    os.makedirs(os.path.dirname(os.path.abspath(app.config["SHOP_DATABASE"])), exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
 

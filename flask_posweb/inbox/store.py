@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import typing as t
+import weakref
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -75,6 +76,12 @@ class Filter:
     #: Text the raw body contains (its UTF-8 bytes). A scan of the bodies:
     #: callers bound it with ``since``/``until``.
     text: str | None = None
+
+    def __post_init__(self) -> None:
+        # ``Filter(status="failed")`` means one status, not the letters of one.
+        for name in ("status", "event"):
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, (getattr(self, name),))
 
     def where(self) -> list[sa.ColumnElement[bool]]:
         clauses: list[sa.ColumnElement[bool]] = []
@@ -187,6 +194,8 @@ class Inbox:
             url = "sqlite:///" + os.path.join(scratch, "inbox.sqlite3")
         inbox = cls(create_engines(url, timeout), timeout=timeout, **kwargs)
         inbox._scratch = scratch
+        if scratch is not None:  # an app that is never closed leaves no file behind
+            weakref.finalize(inbox, shutil.rmtree, scratch, True)
         return inbox
 
     def close(self) -> None:
