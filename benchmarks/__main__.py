@@ -1,17 +1,20 @@
 """Run the benchmarks and print (or write) ``benchmarks/RESULTS.md``.
 
-    python -m benchmarks            # everything: about 5 minutes on 2 cores
+    python -m benchmarks            # everything: about 15 minutes on 2 cores
     python -m benchmarks --quick    # small sizes, short runs: a smoke test
     python -m benchmarks --write    # also write benchmarks/RESULTS.md
-    python -m benchmarks --profile  # pyinstrument profiles of the PosWeb variants
+    python -m benchmarks --profile  # pyinstrument profiles of the storing variants
 
 Every figure is measured in the same run as its baseline and reported as a
-ratio too. The server part needs ``wrk`` (Debian package) and gunicorn.
+ratio too. The server part needs ``wrk`` (Debian package) and gunicorn; the
+PostgreSQL variants a server (``--database-url``, or ``BENCH_DATABASE_URL`` /
+``POSWEB_TEST_DATABASE_URL``); the Celery ones ``redis-server``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import os
@@ -22,16 +25,28 @@ import sqlite3
 import subprocess
 import typing as t
 
+from . import log_page
 from . import measure
 
 RESULTS = pathlib.Path(__file__).parent / "RESULTS.md"
 PROFILE = pathlib.Path(__file__).parent / "PROFILE.md"
 PROFILES = pathlib.Path(__file__).parent / "profiles"
-VARIANTS = ["bare", "handwritten", "posweb", "posweb_sqlite"]
+
+#: Measured in process (no server needed).
+IN_PROCESS = ["bare", "handwritten", "posweb", "floor_sqlite", "posweb_sqlite_worker",
+              "posweb_sqlite_inline"]  # fmt: skip
+#: Under gunicorn, per kind of worker; ``{store}`` is each store available.
 SERVERS = {
-    "sync workers (`gunicorn -w 2`)": ["-w", "2"],
-    "threaded workers (`gunicorn -w 2 --threads 8`)": ["-w", "2", "--threads", "8"],
-}
+    "sync workers (`gunicorn -w 2`)": (
+        ["-w", "2"],
+        ["bare", "handwritten", "posweb", "floor_{store}", "posweb_{store}_worker",
+         "posweb_{store}_inline", "posweb_{store}_celery"],
+    ),
+    "threaded workers (`gunicorn -w 2 --threads 8`)": (
+        ["-w", "2", "--threads", "8"],
+        ["bare", "floor_{store}", "posweb_{store}_worker", "posweb_{store}_inline"],
+    ),
+}  # fmt: skip
 
 
 def machine() -> list[str]:
@@ -43,7 +58,16 @@ def machine() -> list[str]:
     )
     packages = ", ".join(
         f"{name} {importlib.metadata.version(name)}"
-        for name in ("flask", "werkzeug", "marshmallow", "blinker", "sqlalchemy", "gunicorn")
+        for name in (
+            "flask",
+            "werkzeug",
+            "marshmallow",
+            "blinker",
+            "sqlalchemy",
+            "gunicorn",
+            "celery",
+            "psycopg",
+        )  # fmt: skip
     )
     wrk = shutil.which("wrk")
     wrk_version = (
@@ -63,21 +87,19 @@ def ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}x"
 
 
-#: The issue's targets: (label, key in the figures, comparison, bound, unit).
+#: The issues' targets: (label, key in the figures, comparison, bound, unit).
 TARGETS = [
-    ("PosWeb without inbox, requests/s vs bare (gunicorn -w 2)", "2:posweb", ">=", 0.90, "x"),
-    (
-        "PosWeb with the SQLite inbox, requests/s vs bare (gunicorn -w 2)",
-        "2:posweb_sqlite",
-        ">=",
-        0.70,
-        "x",
-    ),
+    ("No inbox, requests/s vs the hand-written route (gunicorn -w 2)",
+     "2:posweb/handwritten", ">=", 0.95, "x"),
+    ("SQLite inbox, `worker` mode, requests/s vs the durable floor (gunicorn -w 2)",
+     "2:posweb_sqlite_worker/floor", ">=", 0.85, "x"),
+    ("SQLite inbox, `inline` mode, requests/s vs the durable floor (gunicorn -w 2)",
+     "2:posweb_sqlite_inline/floor", ">=", 0.70, "x"),
     ("Validation of a 1,000-line invoice", "validation_1000_ms", "<=", 20, " ms"),
     ("Time per added line, 5,000 lines vs 10", "line_flatness", "<=", 1.25, "x"),
     ("Insert + duplicate check at 1M stored vs empty", "growth_ratio", "<=", 1.5, "x"),
     ("RSS after 100k deliveries vs after 1k", "memory_ratio", "<=", 1.10, "x"),
-]
+]  # fmt: skip
 
 
 def targets(found: dict[str, float]) -> list[str]:
@@ -99,90 +121,206 @@ def targets(found: dict[str, float]) -> list[str]:
     return [*lines, ""]
 
 
-def run(quick: bool, server: bool) -> tuple[list[str], dict[str, float]]:
-    lines = ["# Benchmark results", "", *machine(), ""]
-    found: dict[str, float] = {}
-    with measure.scratch() as scratch:
-        lines += [
+class Run:
+    """One run of the benchmarks: its sizes, its servers, what it found."""
+
+    def __init__(self, quick: bool, server: bool, database_url: str | None, scratch: str):
+        self.quick, self.server, self.scratch = quick, server, scratch
+        self.database_url = database_url
+        self.stores = ["sqlite", *(["postgresql"] if database_url else [])]
+        self.celery = server and shutil.which("redis-server") is not None
+        self.found: dict[str, float] = {}
+        self.lines = ["# Benchmark results", "", *machine(), ""]
+
+    def folder(self, name: str) -> str:
+        path = os.path.join(self.scratch, name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def env(self, broker: str | None = None) -> dict[str, str]:
+        env = {"BENCH_DATABASE_URL": self.database_url or ""}
+        return {**env, "BENCH_BROKER_URL": broker} if broker else env
+
+    def all(self) -> None:
+        self.in_process()
+        self.floor()
+        if self.server:
+            self.servers()
+        if self.celery:
+            self.drain()
+        self.growth()
+        self.log_page()
+        if self.server:
+            self.memory()
+
+    def in_process(self) -> None:
+        self.lines += [
             "## 1. Per request, in process (Flask test client)",
             "",
             "| Variant | Median µs | p99 µs | Bare / variant (median) |",
             "|---|---|---|---|",
         ]
-        requests = 300 if quick else 5000
-        inproc = {v: measure.per_request(v, requests, os.path.join(scratch, v)) for v in VARIANTS}
-        for variant, result in inproc.items():
-            lines.append(
+        requests = 300 if self.quick else 5000
+        results = {v: measure.per_request(v, requests, self.folder(v)) for v in IN_PROCESS}
+        for variant, result in results.items():
+            self.lines.append(
                 f"| {variant} | {result['median_us']:.0f} | {result['p99_us']:.0f} | "
-                f"{ratio(inproc['bare']['median_us'], result['median_us'])} |"
+                f"{ratio(results['bare']['median_us'], result['median_us'])} |"
             )
-        lines.append("")
-        if server:
-            seconds = 3 if quick else 10
-            for title, options in SERVERS.items():
-                lines += [
-                    f"## 2. Under a real server: {title}, wrk on loopback, {seconds} s each",
-                    "",
-                    "| Variant | Requests/s | Ratio to bare | p99 ms |",
-                    "|---|---|---|---|",
-                ]
-                rows = {}
-                for variant in [*VARIANTS, "posweb_sqlite_worker"]:
-                    with measure.gunicorn(
-                        variant, options, os.path.join(scratch, f"s-{variant}")
-                    ) as (port, _):
+        self.lines.append("")
+
+    def floor(self) -> None:
+        sync = measure.fdatasync_us(self.scratch)
+        self.found["fdatasync_us"] = sync
+        self.lines += [
+            "## 2. The durable floor's parts (SQLite, one thread)",
+            "",
+            f"One small write plus `fdatasync` on this machine: **{sync:.0f} µs** (median).",
+            "",
+            "| Variant | Write lock held per delivery, µs (median) | Holds per delivery "
+            "| Ratio to the floor |",
+            "|---|---|---|---|",
+        ]
+        deliveries = 200 if self.quick else 2000
+        holds = {
+            v: measure.lock_hold(v, deliveries, self.folder(f"lock-{v}"))
+            for v in ("floor_sqlite", "posweb_sqlite_worker", "posweb_sqlite_inline")
+        }
+        for variant, result in holds.items():
+            self.found[f"hold_us:{variant}"] = result["hold_us"]
+            self.lines.append(
+                f"| {variant} | {result['hold_us']:.0f} | {result['holds']:.2f} | "
+                f"{ratio(result['hold_us'], holds['floor_sqlite']['hold_us'])} |"
+            )
+        self.lines += [
+            "",
+            "The floor holds its lock for one insert and its commit (the sync); the inbox "
+            "for its insert, the duplicate claim and the commit, and in `inline` mode once "
+            "more, briefly, to record the receivers' outcome (not synced: see "
+            "`inbox/database.py`).",
+            "",
+        ]
+
+    def servers(self) -> None:
+        seconds = 3 if self.quick else 10
+        for title, (options, pattern) in SERVERS.items():
+            self.lines += [
+                f"## 3. Under a real server: {title}, wrk on loopback, {seconds} s each",
+                "",
+                "| Variant | Requests/s | Ratio to bare | Ratio to its store's floor | p99 ms |",
+                "|---|---|---|---|---|",
+            ]
+            variants = list(dict.fromkeys(
+                name.format(store=store) for name in pattern for store in self.stores
+            ))  # fmt: skip
+            if not self.celery:
+                variants = [v for v in variants if not v.endswith("_celery")]
+            rows = {}
+            broker_server = measure.redis_server(self.scratch) if self.celery else None
+            with broker_server or contextlib.nullcontext() as broker:
+                for variant in variants:
+                    if "postgresql" in variant:
+                        measure.reset_postgresql(t.cast(str, self.database_url))
+                    folder = self.folder(f"s{options[-1]}-{variant}")
+                    with measure.gunicorn(variant, options, folder, self.env(broker)) as (port, _):
                         rows[variant] = measure.wrk(port, seconds, 32)
-                for variant, result in rows.items():
-                    lines.append(
-                        f"| {variant} | {result['rps']:.0f} | "
-                        f"{ratio(result['rps'], rows['bare']['rps'])} | {result['p99_ms']:.2f} |"
-                    )
-                    found[f"{options[-1]}:{variant}"] = result["rps"] / rows["bare"]["rps"]
-                lines += [
-                    "",
-                    '`posweb_sqlite_worker`: the same inbox with `POSWEB_DISPATCH = "worker"`: '
-                    "the web tier stores and answers; receivers run in `flask posweb worker` "
-                    "(not running during the measurement).",
-                    "",
-                ]
-        lines += [
-            "## 3. How cost grows",
+            key = options[-1]
+            for variant, result in rows.items():
+                store = next((s for s in self.stores if f"_{s}" in variant), None)
+                floor = rows.get(f"floor_{store}") if store else None
+                self.lines.append(
+                    f"| {variant} | {result['rps']:.0f} | "
+                    f"{ratio(result['rps'], rows['bare']['rps'])} | "
+                    f"{ratio(result['rps'], floor['rps']) if floor else ''} | "
+                    f"{result['p99_ms']:.2f} |"
+                )
+                if floor and variant.startswith("posweb_"):
+                    self.found[f"{key}:{variant}/floor"] = result["rps"] / floor["rps"]
+            if "posweb" in rows and "handwritten" in rows:
+                self.found[f"{key}:posweb/handwritten"] = (
+                    rows["posweb"]["rps"] / rows["handwritten"]["rps"]
+                )
+            self.lines += [
+                "",
+                "`worker`: the web tier stores and answers, receivers run in "
+                "`flask posweb worker` (not running here); `inline`: the receiver runs in "
+                "the request and its outcome is recorded; `celery`: stored, then a task is "
+                "sent to Redis (no Celery worker running here).",
+                "",
+            ]
+
+    def drain(self) -> None:
+        count = 300 if self.quick else 5000
+        self.lines += [
+            "## 4. End to end: deliveries dispatched by two worker processes",
+            "",
+            f"{count:,} deliveries stored first (their tasks sent), then two worker "
+            "processes started; the rate is taken between 10% and 90% processed.",
+            "",
+            "| Inbox | `flask posweb worker` ×2, deliveries/s | Celery workers ×2 (prefork, "
+            "-c 1), deliveries/s | Ratio |",
+            "|---|---|---|---|",
+        ]
+        with measure.redis_server(self.scratch) as broker:
+            for store in self.stores:
+                rates = {}
+                for mode in ("worker", "celery"):
+                    variant = f"posweb_{store}_{mode}"
+                    if store == "postgresql":
+                        measure.reset_postgresql(t.cast(str, self.database_url))
+                    folder = self.folder(f"drain-{variant}")
+                    rates[mode] = measure.drain_rate(variant, count, folder, self.env(broker))
+                worker, celery = rates["worker"]["per_second"], rates["celery"]["per_second"]
+                self.found[f"drain:{store}:celery"] = celery
+                self.lines.append(
+                    f"| {store} | {worker:.0f} | {celery:.0f} | {ratio(celery, worker)} |"
+                )
+        self.lines.append("")
+
+    def growth(self) -> None:
+        self.lines += [
+            "## 5. How cost grows",
             "",
             "### Invoice line items (parse + validate)",
             "",
             "| Lines | ms | µs per line | µs per line beyond the first |",
             "|---|---|---|---|",
         ]
-        one = measure.validation(1, 5 if quick else 30)["ms"]
+        repeats = 5 if self.quick else 30
+        one = measure.validation(1, repeats)["ms"]
         for count in (1, 10, 100, 1000, 5000):
-            result = measure.validation(count, 5 if quick else 30)
+            result = measure.validation(count, repeats)
             added = (result["ms"] - one) * 1000 / (count - 1) if count > 1 else float("nan")
-            lines.append(
+            self.lines.append(
                 f"| {count} | {result['ms']:.3f} | {result['us_per_line']:.2f} | {added:.2f} |"
             )
-            found[f"added_line_us:{count}"] = added
+            self.found[f"added_line_us:{count}"] = added
             if count == 1000:
-                found["validation_1000_ms"] = result["ms"]
-        found["line_flatness"] = found["added_line_us:5000"] / found["added_line_us:10"]
-        sizes = [0, 1000, 10_000] if quick else [0, 100_000, 1_000_000]
-        lines += [
+                self.found["validation_1000_ms"] = result["ms"]
+        self.found["line_flatness"] = (
+            self.found["added_line_us:5000"] / self.found["added_line_us:10"]
+        )
+        sizes = [0, 1000, 10_000] if self.quick else [0, 100_000, 1_000_000]
+        self.lines += [
             "",
             "### Inbox size: insert + duplicate check per delivery (SQLite, full sync)",
             "",
             "| Deliveries stored | New µs | Ratio | Duplicate µs | New, no disk sync µs | Ratio |",
             "|---|---|---|---|---|---|",
         ]
-        growth = {n: measure.inbox_growth(n, 50 if quick else 300, scratch) for n in sizes}
+        growth = {
+            n: measure.inbox_growth(n, 50 if self.quick else 300, self.scratch) for n in sizes
+        }
         empty = growth[0]
         for stored, result in growth.items():
             new, unsynced = result["new_us"], result["new_without_sync_us"]
-            lines.append(
+            self.lines.append(
                 f"| {stored:,} | {new:.0f} | {ratio(new, empty['new_us'])} | "
                 f"{result['duplicate_us']:.0f} | {unsynced:.1f} | "
                 f"{ratio(unsynced, empty['new_without_sync_us'])} |"
             )
-        found["growth_ratio"] = growth[sizes[-1]]["new_us"] / empty["new_us"]
-        lines += [
+        self.found["growth_ratio"] = growth[sizes[-1]]["new_us"] / empty["new_us"]
+        self.lines += [
             "",
             "### Receivers on one event (median µs per request, in process)",
             "",
@@ -191,57 +329,82 @@ def run(quick: bool, server: bool) -> tuple[list[str], dict[str, float]]:
         ]
         counts = {
             n: (
-                measure.receivers(n, False, 200 if quick else 2000, scratch),
-                measure.receivers(n, True, 100 if quick else 1000, scratch),
+                measure.receivers(n, False, 200 if self.quick else 2000, self.scratch),
+                measure.receivers(n, True, 100 if self.quick else 1000, self.scratch),
             )
             for n in (1, 10, 50)
         }
         for count, (bare, stored) in counts.items():
-            lines.append(
+            self.lines.append(
                 f"| {count} | {bare:.0f} | {ratio(bare, counts[1][0])} | "
                 f"{stored:.0f} | {ratio(stored, counts[1][1])} |"
             )
-        if server:
-            checkpoints = [100, 1000] if quick else [1000, 100_000]
-            rss = measure.memory(checkpoints, os.path.join(scratch, "memory"))
-            low, high = rss[checkpoints[0]], rss[checkpoints[-1]]
-            lines += [
-                "",
-                "## 4. Memory: one gunicorn worker, SQLite inbox, inline dispatch",
-                "",
-                "| Deliveries | RSS KiB |",
-                "|---|---|",
-                *(f"| {n:,} | {kib:,} |" for n, kib in rss.items()),
-                "",
-                f"After {checkpoints[-1]:,}: {ratio(high, low)} "
-                f"of the RSS after {checkpoints[0]:,}.",
-                "",
-            ]
-            found["memory_ratio"] = high / low
-    return lines, found
+        self.lines.append("")
+
+    def log_page(self) -> None:
+        small, large = (50, 2000) if self.quick else (1_000, 1_000_000)
+        results = log_page.measure(
+            small, large, repeats=1 if self.quick else 5, directory=self.scratch
+        )
+        for name, timings in results.items():
+            self.found[f"log_page:{name}"] = timings["ratio"]
+        self.lines += [
+            f"## 6. The delivery log page: {large:,} stored deliveries vs {small:,} (SQLite)",
+            "",
+            "Each page through the Flask test client (queries and template), median of "
+            "the repeats.",
+            "",
+            log_page.report(results, small, large),
+            "",
+        ]
+
+    def memory(self) -> None:
+        checkpoints = [100, 1000] if self.quick else [1000, 100_000]
+        rss = measure.memory(checkpoints, self.folder("memory"))
+        low, high = rss[checkpoints[0]], rss[checkpoints[-1]]
+        self.found["memory_ratio"] = high / low
+        self.lines += [
+            "## 7. Memory: one gunicorn worker, SQLite inbox, inline dispatch",
+            "",
+            "| Deliveries | RSS KiB |",
+            "|---|---|",
+            *(f"| {n:,} | {kib:,} |" for n, kib in rss.items()),
+            "",
+            f"After {checkpoints[-1]:,}: {ratio(high, low)} of the RSS after {checkpoints[0]:,}.",
+            "",
+        ]
 
 
 def main(argv: t.Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks", description=t.cast(str, __doc__).split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs")
-    parser.add_argument("--no-server", action="store_true", help="skip gunicorn + wrk and memory")
+    parser.add_argument("--no-server", action="store_true", help="skip gunicorn, wrk, Celery")
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.name}")
     parser.add_argument(
-        "--profile", action="store_true", help=f"profile the PosWeb variants into {PROFILES.name}/"
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL") or os.environ.get("POSWEB_TEST_DATABASE_URL"),
+        help="a PostgreSQL server for the PostgreSQL variants (its posweb tables are dropped)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help=f"profile the storing variants into {PROFILES.name}/"
     )
     args = parser.parse_args(argv)
     if args.profile:
         PROFILES.mkdir(exist_ok=True)
         with measure.scratch() as scratch:
-            for variant in ("posweb", "posweb_sqlite"):
-                report = measure.profile(variant, 300 if args.quick else 3000, scratch)
+            for variant in ("posweb", "posweb_sqlite_worker", "posweb_sqlite_inline"):
+                folder = os.path.join(scratch, variant)
+                report = measure.profile(variant, 300 if args.quick else 3000, folder)
                 (PROFILES / f"{variant}.txt").write_text(report)
                 print(report)
         return 0
     server = not args.no_server and shutil.which("wrk") is not None
-    lines, found = run(args.quick, server)
+    with measure.scratch() as scratch:
+        run = Run(args.quick, server, args.database_url if server else None, scratch)
+        run.all()
+    lines, found = run.lines, run.found
     first_section = next(i for i, line in enumerate(lines) if line.startswith("## "))
     lines[first_section:first_section] = targets(found)
     report = "\n".join(lines) + "\n"

@@ -1,18 +1,36 @@
-"""The four apps compared, side by side, in every benchmark.
+"""The apps compared, side by side, in every benchmark.
+
+Without an inbox:
 
 - ``bare``: a Flask route that parses the JSON and answers ``{"status": "success"}``.
 - ``handwritten``: what a user would write instead of Flask-PosWeb: the same marshmallow
   schema loaded in a plain view, an API key compared in constant time, one receiver called.
 - ``posweb``: the Flask-PosWeb endpoint for ``payment_created``, one receiver, no inbox.
-- ``posweb_sqlite``: the same with the default SQLite inbox (full sync, committed before 200).
 
-Select with ``BENCH_VARIANT``; the inbox lives in ``BENCH_DIR``.
+Storing before the 200 (``<store>`` is ``sqlite`` or ``postgresql``):
+
+- ``floor_<store>``: the *durable floor*, the least a store-then-ack receiver can do:
+  parse, then one insert committed to disk (SQLite: WAL, ``synchronous=FULL``, under a
+  lock file, as the inbox writes; PostgreSQL: one transaction on a kept connection). No
+  authentication, validation or dispatch.
+- ``posweb_<store>_worker``: Flask-PosWeb storing only (``POSWEB_DISPATCH = "worker"``).
+- ``posweb_<store>_inline``: the default mode: store, run the receiver, record its outcome.
+- ``posweb_<store>_celery``: store, then publish a Celery task (Redis broker).
+
+Select with ``BENCH_VARIANT``; SQLite files go in ``BENCH_DIR``, PostgreSQL is
+``BENCH_DATABASE_URL`` and the Celery broker ``BENCH_BROKER_URL``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import fcntl
 import hmac
+import json
 import os
+import sqlite3
+import threading
+import time
 import typing as t
 
 from flask import Flask
@@ -24,7 +42,8 @@ from flask_posweb import PosWeb
 from flask_posweb.schemas import InvoicePaymentSchema
 
 API_KEY = "bench-key-0123456789"
-VARIANTS = ("bare", "handwritten", "posweb", "posweb_sqlite")
+STORES = ("sqlite", "postgresql")
+MODES = ("worker", "inline", "celery")
 
 
 def receiver(*args: t.Any, **kwargs: t.Any) -> None:
@@ -60,15 +79,107 @@ def handwritten() -> Flask:
     return app
 
 
+# -- the durable floor -----------------------------------------------------------------
+
+
+def floor_sqlite(directory: str, holds: list[float] | None = None) -> Flask:
+    """Parse, then one synced WAL insert under a lock file.
+
+    :param holds: where to record how long each hold of the lock lasts (seconds).
+    """
+    path = os.path.join(directory, "floor.sqlite3")
+    local = threading.local()
+
+    def connection() -> tuple[sqlite3.Connection, int]:
+        if getattr(local, "pid", None) != os.getpid():
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS floor "
+                "(id INTEGER PRIMARY KEY AUTOINCREMENT, raw BLOB, received_at TEXT)"
+            )
+            local.db, local.lock = db, os.open(path + "-lock", os.O_RDWR | os.O_CREAT, 0o600)
+            local.pid = os.getpid()
+        return local.db, local.lock
+
+    app = Flask(__name__)
+
+    @app.post("/dealpos/payment-created")
+    def payment_created() -> t.Any:
+        raw = request.get_data()
+        json.loads(raw)
+        db, lock = connection()
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        started = time.perf_counter()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO floor (raw, received_at) VALUES (?, ?)", (raw, now))
+            db.execute("COMMIT")
+        finally:
+            if holds is not None:
+                holds.append(time.perf_counter() - started)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        return jsonify(status="success")
+
+    return app
+
+
+def floor_postgresql(url: str) -> Flask:
+    """Parse, then one insert in a transaction of its own (synchronous commit)."""
+    import psycopg
+
+    local = threading.local()
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def connection() -> psycopg.Connection[t.Any]:
+        if getattr(local, "pid", None) != os.getpid():
+            local.db, local.pid = psycopg.connect(conninfo), os.getpid()
+        return t.cast("psycopg.Connection[t.Any]", local.db)
+
+    with psycopg.connect(conninfo, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS bench_floor "
+            "(id BIGSERIAL PRIMARY KEY, raw BYTEA, received_at TIMESTAMP)"
+        )
+    app = Flask(__name__)
+
+    @app.post("/dealpos/payment-created")
+    def payment_created() -> t.Any:
+        raw = request.get_data()
+        json.loads(raw)
+        db = connection()
+        with db.transaction():
+            db.execute("INSERT INTO bench_floor (raw, received_at) VALUES (%s, now())", (raw,))
+        return jsonify(status="success")
+
+    return app
+
+
+# -- Flask-PosWeb ----------------------------------------------------------------------
+
+
 def posweb(
-    inbox: bool, directory: str | None = None, receivers: int = 1, dispatch: str = "inline"
+    inbox: bool,
+    directory: str | None = None,
+    receivers: int = 1,
+    dispatch: str = "inline",
+    database_url: str | None = None,
 ) -> Flask:
     app = Flask(__name__, instance_path=directory or os.getcwd())
-    app.config.update(POSWEB_API_KEYS=[API_KEY], POSWEB_INBOX=inbox, POSWEB_DISPATCH=dispatch)
+    app.config.update(
+        POSWEB_API_KEYS=[API_KEY],
+        POSWEB_INBOX=inbox,
+        POSWEB_DISPATCH=dispatch,
+        POSWEB_DATABASE_URL=database_url,
+    )
     extension = PosWeb()
     for n in range(receivers):
         extension.on("payment_created")(_numbered(n))
     app.register_blueprint(extension.blueprint, url_prefix="/dealpos")
+    if dispatch == "celery":
+        celery_init_app(app, os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0"))
     return app
 
 
@@ -80,14 +191,38 @@ def _numbered(n: int) -> t.Callable[..., None]:
     return numbered
 
 
+def celery_init_app(app: Flask, broker: str) -> t.Any:
+    """Flask's own pattern for Celery (tasks in the app context)."""
+    from celery import Celery
+    from celery import Task
+
+    class FlaskTask(Task):  # type: ignore[misc]
+        def __call__(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.conf.update(broker_url=broker, task_ignore_result=True, worker_prefetch_multiplier=16)
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery
+
+
 def create_app(variant: str | None = None, directory: str | None = None) -> Flask:
     """The app of one variant (gunicorn: ``benchmarks.apps:create_app()``)."""
     variant = variant or os.environ["BENCH_VARIANT"]
-    directory = directory or os.environ.get("BENCH_DIR")
+    directory = directory or os.environ.get("BENCH_DIR") or os.getcwd()
+    pg = os.environ.get("BENCH_DATABASE_URL")
     if variant == "bare":
         return bare()
     if variant == "handwritten":
         return handwritten()
-    if variant == "posweb_sqlite_worker":
-        return posweb(inbox=True, directory=directory, dispatch="worker")
-    return posweb(inbox=variant == "posweb_sqlite", directory=directory)
+    if variant == "posweb":
+        return posweb(inbox=False)
+    kind, store, *mode = variant.split("_")
+    if store not in STORES or (store == "postgresql" and not pg):
+        raise ValueError(f"Unknown benchmark variant {variant!r} (BENCH_DATABASE_URL set?)")
+    if kind == "floor":
+        return floor_sqlite(directory) if store == "sqlite" else floor_postgresql(t.cast(str, pg))
+    url = f"sqlite:///{os.path.join(directory, 'posweb.sqlite3')}" if store == "sqlite" else pg
+    return posweb(inbox=True, directory=directory, dispatch=mode[0], database_url=url)

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing as t
 from collections.abc import Iterator
 
 from flask import Flask
@@ -104,30 +105,34 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(variant: str, options: list[str], directory: str) -> Iterator[tuple[int, int]]:
+def gunicorn(
+    variant: str, options: list[str], directory: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
     """A gunicorn serving one variant on loopback; yields its port and pid."""
     port = free_port()
-    env = {**os.environ, "BENCH_VARIANT": variant, "BENCH_DIR": directory, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            *options,
-            "-b",
-            f"127.0.0.1:{port}",
-            "benchmarks.apps:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    os.makedirs(directory, exist_ok=True)
+    environ = {
+        **os.environ,
+        **(env or {}),
+        "BENCH_VARIANT": variant,
+        "BENCH_DIR": directory,
+        "PYTHONPATH": str(ROOT),
+    }
+    with open(os.path.join(directory, "gunicorn.log"), "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", *options, "-b", f"127.0.0.1:{port}",
+             "benchmarks.apps:create_app()"],
+            cwd=ROOT,
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while not _answers(port):
             if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"gunicorn did not start for {variant}")
+                log = pathlib.Path(directory, "gunicorn.log").read_text()[-3000:]
+                raise RuntimeError(f"gunicorn did not start for {variant}:\n{log}")
             time.sleep(0.1)
         # Every worker must be up before the load starts: wrk keeps its
         # connections, and those opened while one worker was still booting
@@ -159,6 +164,7 @@ def _answers(port: int) -> bool:
 
 def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
     """Requests/s and p99 latency (ms) from wrk, every request a new payment."""
+    tag = f"w{time.monotonic_ns()}"  # no payment of this run repeats one of an earlier run
     output = subprocess.run(
         [
             "wrk",
@@ -174,6 +180,7 @@ def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
         text=True,
         check=True,
         timeout=seconds + 60,
+        env={**os.environ, "BENCH_TAG": tag},
     ).stdout
     if "Non-2xx" in output:
         raise RuntimeError(f"wrk saw errors:\n{output}")
@@ -278,7 +285,7 @@ def rss_kib(pid: int) -> int:
 def memory(checkpoints: list[int], directory: str) -> dict[int, int]:
     """RSS (KiB) of one gunicorn worker after each number of deliveries."""
     results = {}
-    with gunicorn("posweb_sqlite", ["-w", "1"], directory) as (port, master):
+    with gunicorn("posweb_sqlite_inline", ["-w", "1"], directory) as (port, master):
         worker = int(_children(master)[0])
         sent = 0
         for checkpoint in checkpoints:
@@ -310,3 +317,213 @@ def scratch() -> Iterator[str]:
         yield directory
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+# -- the durable floor's parts: the disk and the write lock ------------------------------
+
+
+def fdatasync_us(directory: str, count: int = 300) -> float:
+    """Median µs of one small write plus ``fdatasync``: what each durable commit waits for."""
+    path = os.path.join(directory, "fdatasync.bin")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    timings = []
+    try:
+        for n in range(count):
+            os.pwrite(fd, os.urandom(512), (n % 64) * 4096)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            timings.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        os.remove(path)
+    return statistics.median(timings) * 1e6
+
+
+@contextlib.contextmanager
+def _timed_lock_file(holds: list[float]) -> Iterator[None]:
+    """Record how long each hold of the inbox's SQLite lock file lasts."""
+    from flask_posweb.inbox import writer
+
+    original = writer._LockFile.held
+
+    @contextlib.contextmanager
+    def held(self: t.Any, deadline: t.Any) -> Iterator[None]:
+        with original(self, deadline):
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                holds.append(time.perf_counter() - started)
+
+    writer._LockFile.held = held  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        writer._LockFile.held = original  # type: ignore[method-assign]
+
+
+def lock_hold(variant: str, deliveries: int, directory: str) -> dict[str, float]:
+    """Write-lock hold per delivery (µs, median) and holds per delivery, one thread.
+
+    For ``floor_sqlite`` the hold is its own ``flock``; for the inbox, every
+    hold of its lock file (storing, and in ``inline`` mode recording the outcome).
+    """
+    os.makedirs(directory, exist_ok=True)
+    holds: list[float] = []
+    if variant == "floor_sqlite":
+        app = apps.floor_sqlite(directory, holds)
+        context: t.ContextManager[None] = contextlib.nullcontext()
+    else:
+        app = apps.create_app(variant, directory)
+        context = _timed_lock_file(holds)
+    client = app.test_client()
+    client.post("/dealpos/payment-created", data=payment(0, "lock-warm"), headers=HEADERS)
+    per_delivery = []
+    with context:
+        for n in range(deliveries):
+            before = len(holds)
+            response = client.post(
+                "/dealpos/payment-created", data=payment(n, "lock"), headers=HEADERS
+            )
+            assert response.status_code == 200, response.get_data(as_text=True)
+            per_delivery.append((sum(holds[before:]), len(holds) - before))
+    _close(app)
+    return {
+        "hold_us": statistics.median(total for total, _ in per_delivery) * 1e6,
+        "holds": statistics.mean(count for _, count in per_delivery),
+    }
+
+
+# -- servers the PostgreSQL and Celery variants need -------------------------------------
+
+
+def reset_postgresql(url: str) -> None:
+    """Drop the inbox's and the floor's tables: each variant starts empty."""
+    import sqlalchemy as sa
+
+    from flask_posweb.inbox.database import metadata
+    from flask_posweb.inbox.migrations import VERSION_TABLE
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.begin() as connection:
+            for table in [*(t.name for t in reversed(metadata.sorted_tables)), VERSION_TABLE]:
+                connection.execute(sa.text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+            connection.execute(sa.text("DROP TABLE IF EXISTS bench_floor"))
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def redis_server(directory: str) -> Iterator[str]:
+    """A redis-server of the benchmark's own (no persistence); yields its URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+# -- end to end: deliveries drained by two worker processes ------------------------------
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` for a while (the apps read their settings there)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def drain_rate(
+    variant: str, count: int, directory: str, env: dict[str, str], workers: int = 2
+) -> dict[str, float]:
+    """Deliveries/s dispatched by ``workers`` processes, end to end.
+
+    ``count`` deliveries are stored (and, in Celery mode, their tasks sent)
+    while no worker runs; then the workers start, and the rate is taken
+    between 10% and 90% of the deliveries processed, so that neither the
+    workers' start nor the last stragglers count.
+    """
+    os.makedirs(directory, exist_ok=True)
+    environ = {**env, "BENCH_VARIANT": variant, "BENCH_DIR": directory}
+    with environment(environ):
+        app = apps.create_app(variant, directory)
+        client = app.test_client()
+        tag = f"d{time.monotonic_ns()}"
+        for n in range(count):
+            response = client.post(
+                "/dealpos/payment-created", data=payment(n, tag), headers=HEADERS
+            )
+            assert response.status_code == 200, response.get_data(as_text=True)
+        _close(app)  # in Celery mode, waits for the tasks to be sent
+        if variant.endswith("_celery"):
+            command = [
+                sys.executable, "-m", "celery", "-A", "benchmarks.celery_worker:celery_app",
+                "worker", "-c", "1", "-l", "warning", "--without-gossip", "--without-mingle",
+            ]  # fmt: skip
+        else:
+            command = [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "benchmarks.apps",
+                "posweb",
+                "worker",
+            ]
+        processes = []
+        for n in range(workers):
+            with open(os.path.join(directory, f"worker{n}.log"), "w") as log:
+                name = ["-n", f"bench{n}@%h"] if variant.endswith("_celery") else []
+                processes.append(
+                    subprocess.Popen(
+                        [*command, *name],
+                        cwd=ROOT,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)},
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                    )
+                )
+        app = apps.create_app(variant, directory)  # to read the inbox
+        inbox = app.extensions["posweb"].require_inbox()
+        marks: dict[float, float] = {}
+        deadline = time.monotonic() + 600
+        try:
+            while len(marks) < 2:
+                done = inbox.counts().get("processed", 0)
+                now = time.monotonic()
+                for share in (0.1, 0.9):
+                    if share not in marks and done >= share * count:
+                        marks[share] = now
+                if now > deadline or any(p.poll() is not None for p in processes):
+                    raise RuntimeError(f"the {variant} workers stopped at {done} of {count}")
+                time.sleep(0.01)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+            _close(app)
+    return {"per_second": 0.8 * count / (marks[0.9] - marks[0.1])}

@@ -2,28 +2,42 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
+from benchmarks import measure
 from benchmarks.__main__ import main
 
 
 def test_the_benchmark_runs_and_reports_ratios(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--quick", "--no-server"]) == 0
     report = capsys.readouterr().out
-    for heading in ("## 1. Per request, in process", "### Invoice line items",
-                    "### Inbox size", "### Receivers on one event"):  # fmt: skip
+    for heading in ("## 1. Per request, in process", "## 2. The durable floor's parts",
+                    "### Invoice line items", "### Inbox size", "### Receivers on one event",
+                    "## 6. The delivery log page"):  # fmt: skip
         assert heading in report
     bare = next(line for line in report.splitlines() if line.startswith("| bare |"))
     assert bare.endswith("| 1.00x |")
-    assert "| posweb_sqlite |" in report and "Key figures" in report
+    floor = [line for line in report.splitlines() if line.startswith("| floor_sqlite |")]
+    assert floor[-1].endswith("| 1.00 | 1.00x |")  # one lock hold per delivery, the baseline
+    inline = [line for line in report.splitlines() if line.startswith("| posweb_sqlite_inline |")]
+    # Section 2: stored, then the outcome recorded (and the odd background poll).
+    assert 2 <= float(inline[1].split("|")[3]) < 2.5
+    assert "fdatasync" in report and "Key figures" in report
 
 
 def test_the_log_page_benchmark_runs_and_reports_ratios() -> None:
     from benchmarks.log_page import PAGES
-    from benchmarks.log_page import measure
+    from benchmarks.log_page import measure as measure_pages
 
-    results = measure(small=50, large=400, repeats=1)
+    results = measure_pages(small=50, large=400, repeats=1)
     assert list(results) == PAGES
     for timings in results.values():
         assert timings["small_ms"] > 0 and timings["large_ms"] > 0
         assert timings["ratio"] == timings["large_ms"] / timings["small_ms"]
+
+
+def test_the_drain_measurement_counts_what_the_workers_processed(tmp_path: pathlib.Path) -> None:
+    rate = measure.drain_rate("posweb_sqlite_worker", 60, str(tmp_path), {}, workers=2)
+    assert rate["per_second"] > 0
