@@ -1,4 +1,4 @@
-"""Real servers for the fault tests: gunicorn, ``flask posweb worker``, and how
+"""Real servers for the fault tests: gunicorn, ``flask posweb worker``, Redis, and how
 to talk to them on loopback. Every wait has a deadline."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import collections
 import http.client
 import json
 import pathlib
+import shutil
 import signal
 import socket
 import sqlite3
@@ -60,13 +61,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(env: Env, name: str, *args: str) -> subprocess.Popen[str]:
+def spawn(
+    env: Env, name: str, *args: str | pathlib.Path, cwd: pathlib.Path = ROOT
+) -> subprocess.Popen[str]:
     """A server process whose output goes to a log file beside the test's files
     (a pipe nobody reads while it runs would fill, and block the process)."""
     log = pathlib.Path(env["FAULT_INSTANCE"]).parent / f"{name}-{time.monotonic_ns()}.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            args, cwd=ROOT, env=env, text=True, stdout=out, stderr=subprocess.STDOUT
+            args, cwd=cwd, env=env, text=True, stdout=out, stderr=subprocess.STDOUT
         )
     process.log = log  # type: ignore[attr-defined]
     return process
@@ -176,3 +179,52 @@ def assert_every_200_processed_once(
     for receiver in ("ledger", "mailer"):
         assert {d for (d, r) in runs if r == receiver} == processed
     assert set(runs.values()) <= {1}
+
+
+REDIS = shutil.which("redis-server")
+
+
+class Redis:
+    """A redis-server of this test's own, on a free port (no persistence)."""
+
+    def __init__(self, folder: pathlib.Path) -> None:
+        assert REDIS, "redis-server is needed (Debian: apt-get install redis-server)"
+        self.port, self.folder = free_port(), folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                t.cast(str, REDIS),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, 30, "redis")
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)

@@ -13,7 +13,6 @@ import concurrent.futures
 import os
 import pathlib
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from .conftest import PG_URL
 from .conftest import reset_postgresql
 from .servers import ROOT
 from .servers import Env
+from .servers import Redis
 from .servers import assert_every_200_processed_once
 from .servers import children
 from .servers import free_port
@@ -45,54 +45,6 @@ from .servers import stored_by_body
 from .servers import wait_for
 
 pytestmark = pytest.mark.slow
-
-REDIS = shutil.which("redis-server")
-
-
-class Redis:
-    """A redis-server of this test's own, on a free port (no persistence)."""
-
-    def __init__(self, folder: pathlib.Path) -> None:
-        assert REDIS, "redis-server is needed (Debian: apt-get install redis-server)"
-        self.port, self.folder = free_port(), folder
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                t.cast(str, REDIS),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.folder),
-            ],  # fmt: skip
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for(self.ping, 30, "redis")
-
-    def ping(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis(port=self.port, socket_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
 
 
 @pytest.fixture

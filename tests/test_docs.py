@@ -149,6 +149,8 @@ def settings(**overrides: t.Any) -> t.Any:
         **DEFAULTS,
         "POSWEB_API_KEYS": [KEY],
         "POSWEB_OAUTH_CLIENTS": {"dealpos": KEY},  # so that the token keys are read too
+        "POSWEB_DASHBOARD": True,  # and the log page's
+        "POSWEB_DASHBOARD_ACCESS": lambda: True,
         "SECRET_KEY": KEY,
         **overrides,
     }

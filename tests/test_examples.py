@@ -1,12 +1,17 @@
-"""The example shop receives every event and answers every loyalty call."""
+"""The example shop receives every event and answers every loyalty call, and runs
+as its README says in Celery mode."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import pathlib
 import re
+import shutil
+import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -14,10 +19,23 @@ import pytest
 from flask import Flask
 
 from flask_posweb import EVENTS
+from flask_posweb.inbox import Inbox
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
 
+from .servers import Env
+from .servers import Redis
+from .servers import children
+from .servers import free_port
+from .servers import get
+from .servers import output_of
+from .servers import spawn
+from .servers import stop
+from .servers import wait_for
+
 ROOT = pathlib.Path(__file__).parent.parent
+#: The console scripts the README's commands run (celery, gunicorn, flask).
+BIN = pathlib.Path(sys.executable).parent
 
 
 def load_example(name: str) -> ModuleType:
@@ -112,3 +130,61 @@ def test_the_shop_answers_every_loyalty_call(shop: Flask) -> None:
     assert used.status_code == 400 and used.json["status"] == "used"
     unknown = client.call_loyalty("validate_coupon", {"Key": "NOPE"})
     assert unknown.status_code == 400 and unknown.json["status"] == "invalid"
+
+
+@pytest.mark.slow
+def test_the_shop_runs_in_celery_mode(tmp_path: pathlib.Path) -> None:
+    """The README's commands, from a copy of the shop's folder: Redis, ``celery -A
+    make_celery worker`` (prefork, one pool process), gunicorn and ``flask posweb
+    send``. The delivery is processed by the Celery worker's pool process, and
+    no receiver runs in the web processes."""
+    shop = tmp_path / "shop"
+    shutil.copytree(
+        ROOT / "examples" / "shop", shop, ignore=shutil.ignore_patterns("instance", "__pycache__")
+    )
+    redis = Redis(tmp_path)
+    redis.start()
+    # FAULT_INSTANCE: where spawn() writes the servers' output (beside the instance).
+    env = Env(os.environ, SHOP_CELERY_BROKER=redis.url, FAULT_INSTANCE=str(shop / "instance"))
+    port = free_port()
+    worker = spawn(
+        env,
+        "celery",
+        BIN / "celery", "-A", "make_celery", "worker", "--pool", "prefork",
+        "--concurrency", "1", "--loglevel", "INFO",
+        cwd=shop,
+    )  # fmt: skip
+    web = spawn(
+        env, "gunicorn", BIN / "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
+        "app:create_app()", cwd=shop,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(children(worker.pid)) == 1, 60, "the celery worker's pool")
+        wait_for(lambda: get(port, "/") == 200, 60, "gunicorn")
+        sent = subprocess.run(
+            [BIN / "flask", "--app", "app.py", "posweb", "send", "payment_created",
+             "--url", f"http://127.0.0.1:{port}"],
+            cwd=shop, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert sent.returncode == 0 and sent.stdout.startswith("200 OK"), sent.stdout + sent.stderr
+        inbox = Inbox.from_url(f"sqlite:///{shop / 'instance' / 'posweb.sqlite3'}")
+        try:
+            (delivery,) = inbox.list()
+            processed = lambda: getattr(inbox.get(delivery.id), "status", None) == "processed"  # noqa: E731
+            wait_for(processed, 120, "the Celery worker to process the delivery")
+            assert delivery.enqueued_at is not None  # a task was sent at once
+        finally:
+            inbox.close()
+        line = f"payment_created #{delivery.id}: KMG-PAY-2026-00388, Kemang, amount 75240"
+        wait_for(lambda: line in output_of(worker), 30, "the receiver's log line")
+        ran = [entry for entry in output_of(worker).splitlines() if line in entry]
+        assert len(ran) == 1 and "/ForkPoolWorker-" in ran[0], ran  # in the pool process
+        assert "flask_posweb.dispatch[" in output_of(worker)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
+            html = answer.read().decode()
+        assert f"<tr><td>{delivery.id}</td><td>payment_created</td>" in html  # the shop's page
+    finally:
+        for process in (web, worker):
+            stop(process)
+        redis.stop()
+    assert "payment_created #" not in output_of(web)  # no receiver ran in the web processes

@@ -17,6 +17,11 @@ shop's ledger fail until someone replays the delivery from that page (with
 Everything lives in the instance folder: the inbox (``posweb.sqlite3``,
 embedded, zero configuration) and the shop's own records and loyalty points
 (``shop.sqlite3``).
+
+With ``SHOP_CELERY_BROKER`` set (``redis://127.0.0.1:6379/0``), receivers run in
+Celery workers (``POSWEB_DISPATCH = "celery"``), set up as Flask's documentation
+sets Celery up: run ``celery -A make_celery worker`` and ``gunicorn -w 2
+'app:create_app()'`` from this folder (see the README's "Celery mode").
 """
 
 from __future__ import annotations
@@ -214,6 +219,24 @@ INDEX = """<!doctype html>
 """
 
 
+def celery_init_app(app: Flask) -> t.Any:
+    """Flask's own pattern for Celery: tasks run in the app context, and the
+    Celery app is kept in ``app.extensions["celery"]``, where Flask-PosWeb looks."""
+    from celery import Celery  # the 'celery' extra: imported in this mode only
+    from celery import Task
+
+    class FlaskTask(Task):
+        def __call__(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(app.config["CELERY"])
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app
+
+
 def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
@@ -225,10 +248,26 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
         POSWEB_DASHBOARD=True,
         POSWEB_DASHBOARD_ACCESS=local_debugging,
     )
+    broker = os.environ.get("SHOP_CELERY_BROKER")
+    if broker:
+        app.config.update(
+            POSWEB_DISPATCH="celery",
+            CELERY={
+                "broker_url": broker,
+                "task_ignore_result": True,  # the inbox keeps every outcome
+                # Tasks acknowledge late: each pool process reserves one at a
+                # time, so a worker that dies holds few others back (the relay
+                # sends them again after POSWEB_CELERY_REQUEUE_AFTER).
+                "worker_prefetch_multiplier": 1,
+                "broker_connection_retry_on_startup": True,
+            },
+        )
     app.config.update(config or {})
     # The shop's own database needs its folder (the inbox makes its own).
     os.makedirs(os.path.dirname(os.path.abspath(app.config["SHOP_DATABASE"])), exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if app.config.get("POSWEB_DISPATCH") == "celery":
+        celery_init_app(app)  # before or after the blueprint: looked up when first needed
     app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
 
     @app.teardown_appcontext

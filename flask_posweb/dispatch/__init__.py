@@ -31,14 +31,16 @@ def dispatch_delivery(app: Flask, delivery_id: int, *, owner: str | None = None)
     """Dispatch one stored delivery of ``app`` now, wherever this runs.
 
     Safe to call more than once for one delivery, and from several processes
-    at once: only the caller that takes the lease runs the receivers. A failed
-    delivery is due again after its backoff; the relay (or a worker) brings it
-    back, so a task engine need not retry by itself.
+    at once: only the caller that takes the lease runs the receivers. A
+    pending or failed delivery is taken whether or not it is due: a failed one
+    runs at once, before its backoff has passed. So a task engine should not
+    retry by itself: a failed delivery is due again after its backoff, and the
+    relay (or a worker) brings it back.
 
     :param owner: who holds the lease, for the inbox's records (default: a new
         id naming this host and process).
     :returns: the delivery's new status, or ``None`` when nothing was run
-        (finished already, held by another dispatcher, not due in this app's
+        (finished already, held by another dispatcher, not in this app's
         inbox, or expecting receivers this app lacks).
 
     .. versionadded:: 0.2

@@ -2,7 +2,7 @@
 
 Imported only in this mode, so Celery is never imported otherwise. The inbox
 stays the source of truth (a transactional outbox): a delivery is committed,
-then a task is sent to wake a worker for it. The task is only a wake-up call:
+then a task is sent to wake a worker for it. The task is only a wake-up call::
 
     request --commit--> inbox row --(after the commit)--> task "flask_posweb.dispatch"(id)
                            ^                                        |
