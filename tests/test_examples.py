@@ -172,7 +172,6 @@ def test_the_shop_runs_in_celery_mode(tmp_path: pathlib.Path) -> None:
             (delivery,) = inbox.list()
             processed = lambda: getattr(inbox.get(delivery.id), "status", None) == "processed"  # noqa: E731
             wait_for(processed, 120, "the Celery worker to process the delivery")
-            assert delivery.enqueued_at is not None  # a task was sent at once
         finally:
             inbox.close()
         line = f"payment_created #{delivery.id}: KMG-PAY-2026-00388, Kemang, amount 75240"

@@ -86,6 +86,25 @@ def test_claim_due_takes_due_deliveries_oldest_first(inbox: Inbox, clock: Clock)
     assert retried is not None and retried.id == first.id and retried.attempts == 2
 
 
+def test_the_relay_sends_an_unsent_task_at_once_and_a_retry_when_due(
+    inbox: Inbox, clock: Clock
+) -> None:
+    """Celery mode: a delivery counts as sent when stored. A send that failed, or
+    an attempt's recorded outcome, clears that, so the relay does not wait for
+    POSWEB_CELERY_REQUEUE_AFTER (0.2's first cut made retries wait a minute)."""
+    delivery = admit(inbox, enqueued=True).delivery
+    assert inbox.take_for_relay([LEDGER.key], requeue_after=60) == []  # its task is on its way
+    inbox.mark_unsent([delivery.id])
+    assert inbox.take_for_relay([LEDGER.key], 60) == [delivery.id]
+    assert inbox.take_for_relay([LEDGER.key], 60) == []  # stamped by the take
+    taken = inbox.claim(delivery.id, "w", 60, [LEDGER.key])
+    assert taken is not None
+    assert inbox.finish(taken, "w", [outcome("ledger", False)], "failed", retry_in=30)
+    assert inbox.take_for_relay([LEDGER.key], 60) == []  # not due yet
+    clock.advance(31)
+    assert inbox.take_for_relay([LEDGER.key], 60) == [delivery.id]
+
+
 def test_only_deliveries_whose_receivers_a_dispatcher_has_are_taken(inbox: Inbox) -> None:
     delivery = admit(inbox).delivery
     assert inbox.claim_due("w", 60, ["another-set"]) is None

@@ -32,6 +32,7 @@ then a task is sent to wake a worker for it. The task is only a wake-up call::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -47,6 +48,7 @@ from flask import current_app
 from flask import has_app_context
 
 from ..exceptions import ConfigurationError
+from ..exceptions import StoreError
 from ..inbox import Delivery
 from ..schemas.loading import Loaded
 from . import dispatch_delivery
@@ -166,7 +168,7 @@ class Publisher:
         state = self._state()
         if state is None or not delivery_ids:
             return False
-        if time.monotonic() < self._failing_until:
+        if self.failing():
             return False  # the broker failed moments ago: the relay catches up
         self._ensure_thread()
         done, errors = threading.Event(), t.cast(list[BaseException], [])
@@ -176,12 +178,19 @@ class Publisher:
             return True
         self._failing_until = time.monotonic() + max(timeout, state.settings.poll_interval)
         reason = errors[0] if errors else f"no answer within {timeout:g} s"
+        count = len(delivery_ids)
         logger.warning(
-            "Celery broker: %s deliveries not sent (%s); the relay sends them when it is back",
-            len(delivery_ids),
+            "Celery broker: %s %s not sent (%s); the relay sends %s when it is back",
+            count,
+            "delivery" if count == 1 else "deliveries",
             reason,
+            "it" if count == 1 else "them",
         )
         return False
+
+    def failing(self) -> bool:
+        """Whether the broker failed moments ago (sends are skipped meanwhile)."""
+        return time.monotonic() < self._failing_until
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # a forked child has no thread of its parent's
@@ -213,12 +222,14 @@ def relay(state: PosWebState) -> int:
     idempotent (see :meth:`~flask_posweb.inbox.Inbox.take_for_relay`)."""
     inbox, dispatcher = state.require_inbox(), state.require_dispatcher()
     mode = t.cast(Celery, state.mode)
+    if mode.publisher(state).failing():
+        return 0  # taking deliveries now would only stamp them, and clear the stamps again
     sent = 0
     while True:
         ids = inbox.take_for_relay(
             dispatcher.acceptable(), state.settings.celery_requeue_after, RELAY_BATCH
         )
-        if not ids or not mode.publisher(state).send(ids):
+        if not ids or not mode.send(state, ids):
             return sent
         sent += len(ids)
         if len(ids) < RELAY_BATCH:
@@ -249,15 +260,26 @@ class Celery(Mode):
             found = self._publishers[state] = Publisher(state)
         return found
 
+    def send(self, state: PosWebState, delivery_ids: list[int]) -> bool:
+        """Send the tasks of these deliveries; ``True`` once the broker took them."""
+        if self.publisher(state).send(delivery_ids):
+            return True
+        # They were stamped as sent when stored (or taken by the relay): clear
+        # the stamp, so the relay sends them once the broker is back, not a
+        # POSWEB_CELERY_REQUEUE_AFTER later. Failing that, the stamp only delays.
+        with contextlib.suppress(StoreError):
+            state.require_inbox().mark_unsent(delivery_ids)
+        return False
+
     def stored(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
-        self.publisher(state).send([delivery.id])
+        self.send(state, [delivery.id])
 
     def repeated(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
         inbox = state.require_inbox()
         if delivery.status in ("failed", "dead"):
             inbox.repeat(delivery.id)
         if delivery.status in ("failed", "dead", "pending"):
-            self.publisher(state).send([delivery.id])  # a duplicate task is harmless
+            self.send(state, [delivery.id])  # a duplicate task is harmless
 
     def background_pass(self, runner: Runner) -> int:
         return relay(runner.state)

@@ -427,10 +427,11 @@ class Inbox:
         result = self._write(lambda c: c.execute(self._sql.finish, values), durable=False)
         return bool(result.rowcount)
 
-    def mark_enqueued(self, delivery_ids: Sequence[int]) -> None:
-        """Record that a task engine was asked to dispatch these deliveries now."""
+    def mark_unsent(self, delivery_ids: Sequence[int]) -> None:
+        """Record that the tasks of these deliveries could not be sent, so that
+        the relay sends them as soon as it can (not ``requeue_after`` later)."""
         values = self._values(ids=list(delivery_ids))
-        self._write(lambda c: c.execute(self._sql.enqueued, values), durable=False)
+        self._write(lambda c: c.execute(self._sql.unsent, values), durable=False)
 
     def take_for_relay(
         self, receivers: Iterable[str], requeue_after: float, limit: int = 500
@@ -728,6 +729,9 @@ class _Statements:
                 outcomes=B("outcomes", type_=D.outcomes.type),
                 locked_by=None,
                 locked_until=None,
+                # The task that carried this attempt is done (Celery mode): the
+                # relay sends the next one when the retry is due, not a requeue later.
+                enqueued_at=None,
                 updated_at=now,
             )
         )
@@ -751,10 +755,10 @@ class _Statements:
             .values(enqueued_at=now)
             .returning(D.id)
         )
-        self.enqueued = (
+        self.unsent = (
             deliveries.update()
             .where(D.inbox == inbox, D.id.in_(B("ids", expanding=True)))
-            .values(enqueued_at=now)
+            .values(enqueued_at=None)
         )
         self.replay_values = {
             "status": states.case(states.REPLAY, D.status),
