@@ -87,6 +87,7 @@ def floor_sqlite(directory: str, holds: list[float] | None = None) -> Flask:
 
     :param holds: where to record how long each hold of the lock lasts (seconds).
     """
+    os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, "floor.sqlite3")
     local = threading.local()
 

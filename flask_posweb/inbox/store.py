@@ -285,7 +285,6 @@ class Inbox:
             missing=list(missing) or None,
             receiver_set=receivers.key,
             owner=owner,
-            attempts=1 if owner else 0,
             lease=lease,
         )
         register = receivers.key not in self._registered
@@ -301,6 +300,7 @@ class Inbox:
                 self._sql.insert(leased=owner is not None, enqueued=enqueued),
                 values,
                 scope,
+                enqueued,
             )
 
         admission = self._write(store, deadline)
@@ -308,7 +308,12 @@ class Inbox:
         return admission
 
     def _admit(
-        self, connection: sa.Connection, insert: sa.Insert, values: dict[str, t.Any], scope: Scope
+        self,
+        connection: sa.Connection,
+        insert: sa.Insert,
+        values: dict[str, t.Any],
+        scope: Scope,
+        enqueued: bool = False,
     ) -> Admission:
         row = connection.execute(insert, values).one()
         claim = self._values(
@@ -316,7 +321,7 @@ class Inbox:
             since=-self.duplicate_window,
         )  # fmt: skip
         if connection.execute(self._sql.claim_scope, claim).first() is not None:
-            return Admission(Delivery(**row._mapping), new=True)
+            return Admission(_new_delivery(row, values, enqueued=enqueued), new=True)
         # A duplicate: the row just written goes again (inside this transaction).
         connection.execute(self._sql.delete, {"b_id": row.id})
         found = connection.execute(self._sql.in_scope, {"b_scope": scope.key}).one()
@@ -340,7 +345,7 @@ class Inbox:
         scope = Scope.of(self.name, event, raw, None, refused=True)
         values = self._values(
             event=event, status="rejected", raw=raw, headers=dict(headers), errors=errors,
-            missing=None, receiver_set=None, owner=None, attempts=0, lease=0,
+            missing=None, receiver_set=None, owner=None, lease=0,
         )  # fmt: skip
 
         def store(connection: sa.Connection) -> Delivery:
@@ -604,6 +609,35 @@ class Inbox:
         )
 
 
+def _new_delivery(row: sa.Row[t.Any], values: Mapping[str, t.Any], *, enqueued: bool) -> Delivery:
+    """The delivery an insert of :class:`_Statements` just wrote: its bound
+    ``values``, the constants the insert writes, and what the database returned
+    (the id, and times from its clock)."""
+    status = values["b_status"]
+    leased = values["b_owner"] is not None
+    return Delivery(
+        id=row.id,
+        inbox=values["b_inbox"],
+        event=values["b_event"],
+        status=status,
+        raw=values["b_raw"],
+        headers=values["b_headers"],
+        errors=values["b_errors"] if status == "rejected" else None,
+        missing=values["b_missing"],
+        receiver_set=values["b_receiver_set"],
+        outcomes=[],
+        attempts=1 if leased else 0,
+        generation=0,
+        replay=False,
+        received_at=row.received_at,
+        updated_at=row.received_at,
+        next_attempt_at=row.received_at if status == "pending" else None,
+        locked_by=values["b_owner"],
+        locked_until=row.locked_until,
+        enqueued_at=row.received_at if enqueued else None,
+    )
+
+
 class _Statements:
     """The inbox's SQL, built once: each execution only binds values."""
 
@@ -616,21 +650,24 @@ class _Statements:
         self.claim_scope = claim_statement(dialect, clock)
 
         def insert(status: Status, leased: bool, enqueued: bool = False) -> sa.Insert:
+            # What every new row starts with is written into the SQL, not bound,
+            # and only what the database decides comes back (see _new_delivery):
+            # this runs under the write lock, once per delivery.
             return (
                 deliveries.insert()
                 .values(
                     inbox=inbox,
                     event=B("event"),
-                    status=status,
+                    status=sa.literal_column(f"'{status}'", D.status.type),
                     raw=B("raw"),
                     headers=B("headers", type_=D.headers.type),
-                    errors=B("errors", type_=D.errors.type),
+                    errors=B("errors", type_=D.errors.type) if status == "rejected" else None,
                     missing=B("missing", type_=D.missing.type),
                     receiver_set=B("receiver_set", type_=D.receiver_set.type),
-                    outcomes=[],
-                    attempts=B("attempts"),
-                    generation=0,
-                    replay=False,
+                    outcomes=sa.literal_column("'[]'", D.outcomes.type),
+                    attempts=sa.literal_column("1" if leased else "0", D.attempts.type),
+                    generation=sa.literal_column("0", D.generation.type),
+                    replay=sa.false(),
                     received_at=now,
                     updated_at=now,
                     next_attempt_at=now if status == "pending" else None,
@@ -638,7 +675,7 @@ class _Statements:
                     locked_until=lease_until if leased else None,
                     enqueued_at=now if enqueued else None,
                 )
-                .returning(*everything)
+                .returning(D.id, D.received_at, D.locked_until)
             )
 
         self._inserts = {
