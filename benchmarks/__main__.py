@@ -23,6 +23,7 @@ import platform
 import shutil
 import sqlite3
 import subprocess
+import sys
 import typing as t
 
 from . import log_page
@@ -81,6 +82,11 @@ def machine() -> list[str]:
         f"- Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}; {packages}",
         f"- Load generator: {wrk_version.strip()}",
     ]
+
+
+def progress(message: str) -> None:
+    """What the run is doing, on stderr (the report goes to stdout)."""
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
 def ratio(value: float, base: float) -> str:
@@ -224,6 +230,7 @@ class Run:
                     folder = self.folder(f"s{options[-1]}-{variant}")
                     with measure.gunicorn(variant, options, folder, self.env(broker)) as (port, _):
                         rows[variant] = measure.wrk(port, seconds, 32)
+                    progress(f"{variant} ({' '.join(options)}): {rows[variant]['rps']:.0f}/s")
             key = options[-1]
             for variant, result in rows.items():
                 store = next((s for s in self.stores if f"_{s}" in variant), None)

@@ -139,7 +139,9 @@ def floor_postgresql(url: str) -> Flask:
             local.db, local.pid = psycopg.connect(conninfo), os.getpid()
         return t.cast("psycopg.Connection[t.Any]", local.db)
 
-    with psycopg.connect(conninfo, autocommit=True) as db:
+    with psycopg.connect(conninfo) as db, db.transaction():
+        # Workers booting together would race in CREATE TABLE IF NOT EXISTS.
+        db.execute("SELECT pg_advisory_xact_lock(7)")
         db.execute(
             "CREATE TABLE IF NOT EXISTS bench_floor "
             "(id BIGSERIAL PRIMARY KEY, raw BYTEA, received_at TIMESTAMP)"

@@ -165,7 +165,7 @@ def _answers(port: int) -> bool:
 def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
     """Requests/s and p99 latency (ms) from wrk, every request a new payment."""
     tag = f"w{time.monotonic_ns()}"  # no payment of this run repeats one of an earlier run
-    output = subprocess.run(
+    done = subprocess.run(
         [
             "wrk",
             "-t2",
@@ -178,10 +178,12 @@ def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
         ],
         capture_output=True,
         text=True,
-        check=True,
         timeout=seconds + 60,
         env={**os.environ, "BENCH_TAG": tag},
-    ).stdout
+    )
+    if done.returncode:
+        raise RuntimeError(f"wrk failed:\n{done.stdout}{done.stderr}")
+    output = done.stdout
     if "Non-2xx" in output:
         raise RuntimeError(f"wrk saw errors:\n{output}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
@@ -524,6 +526,10 @@ def drain_rate(
             for process in processes:
                 process.terminate()
             for process in processes:
-                process.wait(30)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:  # a Celery worker's warm shutdown
+                    process.kill()
+                    process.wait(10)
             _close(app)
     return {"per_second": 0.8 * count / (marks[0.9] - marks[0.1])}

@@ -106,7 +106,9 @@ def test_the_page_is_off_by_default(client: PosWebClient, app: Flask) -> None:
     [
         ({"POSWEB_DASHBOARD_ACCESS": None}, "set POSWEB_DASHBOARD_ACCESS to a callable"),
         ({"POSWEB_DASHBOARD_ACCESS": True}, "set POSWEB_DASHBOARD_ACCESS to a callable"),
-        ({"SECRET_KEY": None}, "need SECRET_KEY"),
+        ({"SECRET_KEY": None}, "needs SECRET_KEY"),
+        # The token lives in the session: its own signing key is not enough.
+        ({"SECRET_KEY": None, "WTF_CSRF_SECRET_KEY": "x" * 32}, "alone is not enough"),
         ({"POSWEB_INBOX": False}, "set POSWEB_INBOX = True"),
         ({"POSWEB_DASHBOARD_PATH": "log"}, "a path below the prefix"),
         ({"POSWEB_DASHBOARD_PATH": "/"}, "a path below the prefix"),

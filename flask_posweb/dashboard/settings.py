@@ -63,9 +63,12 @@ def read_dashboard_settings(
         )
     if not inbox:
         raise ConfigurationError("POSWEB_DASHBOARD shows the inbox: set POSWEB_INBOX = True.")
-    if not (config.get("WTF_CSRF_SECRET_KEY") or config.get("SECRET_KEY")):
+    # Flask-WTF keeps the token in the session, which needs SECRET_KEY even
+    # when WTF_CSRF_SECRET_KEY signs the tokens.
+    if not config.get("SECRET_KEY"):
         raise ConfigurationError(
-            "POSWEB_DASHBOARD protects its forms with CSRF tokens, which need SECRET_KEY."
+            "POSWEB_DASHBOARD protects its forms with CSRF tokens kept in the session, "
+            "which needs SECRET_KEY (WTF_CSRF_SECRET_KEY alone is not enough)."
         )
     path = config["POSWEB_DASHBOARD_PATH"]
     if not isinstance(path, str) or not _PATH.fullmatch(path.rstrip("/")):
