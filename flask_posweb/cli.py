@@ -12,11 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
+import re
 import signal as os_signal
 import threading
 import typing as t
 
 import click
+import sqlalchemy as sa
 from flask import Blueprint
 from flask import current_app
 from flask import url_for
@@ -153,6 +155,13 @@ def _summary(delivery: Delivery) -> dict[str, t.Any]:
     }
 
 
+def _base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A public URL to print for DealPOS: with its scheme, or it would be pasted as is."""
+    if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+        raise click.BadParameter(f"{value!r} is not a URL like https://shop.example.com.")
+    return value
+
+
 def _state() -> PosWebState:
     """The app's state and inbox, or a one-line error."""
     state = get_state()
@@ -169,6 +178,12 @@ class Group(AppGroup):
             return super().invoke(ctx)
         except PosWebError as exc:
             raise click.ClickException(str(exc)) from None
+        except sa.exc.SQLAlchemyError as exc:  # the db commands talk to the database directly
+            cause = getattr(exc, "orig", None) or exc
+            reason = (str(cause).strip().splitlines() or [""])[0][:300]
+            raise click.ClickException(
+                f"The inbox's database: {type(cause).__name__}: {reason}"
+            ) from None
 
 
 def register_commands(bp: Blueprint) -> None:
@@ -185,6 +200,7 @@ def register_commands(bp: Blueprint) -> None:
     @click.option(
         "--base-url",
         envvar="POSWEB_BASE_URL",
+        callback=_base_url,
         help="Public URL of this app (default: SERVER_NAME, else http://localhost:5000, a guess).",
     )
     def events_command(as_json: bool, base_url: str | None) -> None:
@@ -218,6 +234,7 @@ def register_commands(bp: Blueprint) -> None:
     @click.option(
         "--base-url",
         envvar="POSWEB_BASE_URL",
+        callback=_base_url,
         metavar="URL",
         help="Public URL of this app, written as the document's server (default: none; "
         "paths are relative to the host).",
@@ -424,6 +441,12 @@ def register_commands(bp: Blueprint) -> None:
             raise click.UsageError("Say what to replay: IDs, --failed, --rejected or a filter.")
         state = _state()
         selected = state.require_inbox().ids(which)
+        unknown = sorted(set(ids) - set(state.require_inbox().ids(Filter(ids=ids)))) if ids else []
+        if unknown:  # a mistyped id must not look like "nothing to do"
+            raise click.ClickException(
+                f"No {'delivery' if len(unknown) == 1 else 'deliveries'} "
+                f"{', '.join(map(str, unknown))} in this inbox."
+            )
         with click.progressbar(
             length=len(selected), label="Replaying", show_pos=True, hidden=len(selected) < 20
         ) as bar:
@@ -463,7 +486,7 @@ def register_commands(bp: Blueprint) -> None:
             f"{plural(deleted['loyalty answers'], 'remembered loyalty answer')}."
         )
 
-    db = AppGroup("db", help="The inbox's tables: versioned with Alembic (posweb_alembic_version).")
+    db = Group("db", help="The inbox's tables: versioned with Alembic (posweb_alembic_version).")
     cli.add_command(db)
 
     @db.command("upgrade")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import pathlib
 import socket
 import threading
 import typing as t
@@ -165,6 +166,36 @@ def test_a_closed_port_is_one_line(app: Flask) -> None:
     assert result.exit_code == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Could not reach http://127.0.0.1:" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_database_error_is_one_line_in_the_db_commands(
+    make_app: MakeApp, tmp_path: pathlib.Path
+) -> None:
+    """A stranger's review: a wrong password printed a traceback from ``db current``."""
+    app = make_app(POSWEB_DATABASE_URL=f"sqlite:///{tmp_path}")  # a folder, not a file
+    for command in (["db", "current"], ["db", "upgrade"]):
+        result = run(app, *command)
+        assert result.exit_code == 1, command
+        (line,) = result.stderr.strip().splitlines()
+        assert line == "Error: The inbox's database: OperationalError: unable to open database file"
+
+
+def test_a_base_url_needs_its_scheme(app: Flask) -> None:
+    """It is printed for pasting into DealPOS: ``//shop.example.com/...`` would not work."""
+    result = run(app, "events", "--base-url", "shop.example.com")
+    assert result.exit_code == 2 and "not a URL like https://" in result.stderr
+    assert (
+        "https://shop.example.com/dealpos/"
+        in run(app, "events", "--base-url", "https://shop.example.com").stdout
+    )
+
+
+def test_replaying_an_unknown_id_fails(app: Flask) -> None:
+    app.test_client().deliver("outlet_created")  # type: ignore[attr-defined]
+    result = run(app, "replay", "1", "99", "98")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: No deliveries 98, 99 in this inbox."
+    assert get_state(app).require_inbox().get(1).replay is False  # nothing was replayed
 
 
 def test_help_texts_are_plain(app: Flask) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import pathlib
 import threading
 import time
 import typing as t
@@ -443,3 +444,18 @@ def test_filters_combine_and_find_text_in_bodies(inbox: Inbox, clock: Clock) -> 
     assert inbox.list(later) == []
     assert [d.id for d in inbox.list(Filter(event=["payment_created"]), limit=1)] != [kopi.id]
     assert [d.id for d in inbox.list(before=kopi.id + 1)] == [kopi.id]
+
+
+def test_an_unavailable_store_logs_the_drivers_reason(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stranger's review: a refused password and a stopped server looked alike."""
+    inbox = Inbox.from_url(f"sqlite:///{tmp_path}")  # a folder, not a database file
+    try:
+        with pytest.raises(StoreError, match=r"unavailable \(OperationalError\)"):
+            inbox.counts()
+    finally:
+        inbox.close()
+    assert "The inbox is unavailable: OperationalError: unable to open database file" in (
+        caplog.text
+    )

@@ -19,6 +19,7 @@ import builtins
 import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import shutil
 import tempfile
@@ -54,6 +55,8 @@ from .writer import Deadline
 from .writer import create_writer
 
 __all__ = ["Filter", "Inbox", "Retention"]
+
+logger = logging.getLogger("flask_posweb")
 
 D = deliveries.c
 R = t.TypeVar("R")
@@ -219,6 +222,10 @@ class Inbox:
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             # Locked, read-only, disk full, server down: DealPOS should retry.
             cause = getattr(exc, "orig", None) or exc
+            # The driver's own words say which (a refused password, a full disk);
+            # not SQLAlchemy's, which repeat the statement and its values.
+            reason = (str(cause).strip().splitlines() or [""])[0][:300]
+            logger.warning("The inbox is unavailable: %s: %s", type(cause).__name__, reason)
             raise StoreError(f"The inbox is unavailable ({type(cause).__name__}).") from exc
 
     def _write(
@@ -734,15 +741,18 @@ class _Statements:
                 updated_at=now,
             )
         )
+        # Due now, held by no dispatcher, with receivers the asking app has: what a
+        # dispatcher takes next, and what the relay sends tasks for.
+        takeable = (
+            D.inbox == inbox,
+            D.status.in_(states.DISPATCHABLE),
+            D.next_attempt_at <= now,
+            free,
+            expected,
+        )
         due = (
             sa.select(D.id)
-            .where(
-                D.inbox == inbox,
-                D.status.in_(states.DISPATCHABLE),
-                D.next_attempt_at <= now,
-                free,
-                expected,
-            )
+            .where(*takeable)
             .order_by(D.next_attempt_at, D.id)
             .limit(1)
             # PostgreSQL: concurrent dispatchers pass over a row another one is
@@ -775,11 +785,7 @@ class _Statements:
         relayable = (
             sa.select(D.id)
             .where(
-                D.inbox == inbox,
-                D.status.in_(states.DISPATCHABLE),
-                D.next_attempt_at <= now,
-                free,
-                expected,
+                *takeable,
                 sa.or_(D.enqueued_at.is_(None), D.enqueued_at < clock.plus("b_requeue_after")),
             )
             .order_by(D.next_attempt_at, D.id)
