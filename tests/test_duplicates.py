@@ -98,7 +98,9 @@ def test_other_events_and_inboxes_are_other_scopes() -> None:
         "default", "product_created", raw, "1"
     )
     assert Scope.of("a", "product_updated", raw, "1") != Scope.of("b", "product_updated", raw, "1")
-    assert Scope.of("a", "e", raw, None, refused=True).key != Scope.of("a", "e", raw, None).key
+    refused = Scope.of("a", "e", raw, None, refusal={"_body": ["415"]})
+    assert refused.key != Scope.of("a", "e", raw, None).key
+    assert refused.key != Scope.of("a", "e", raw, None, refusal={"_body": ["422"]}).key
 
 
 def test_identical_bodies_at_once_on_two_nodes_are_one_delivery(database_url: str) -> None:

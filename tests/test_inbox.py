@@ -172,10 +172,40 @@ def test_ids_are_never_given_twice(inbox: Inbox, clock: Clock) -> None:
 def test_reject_keeps_body_and_errors(inbox: Inbox) -> None:
     kept = inbox.reject("payment_created", b"nope", {"X": "1"}, {"_body": ["not JSON"]})
     assert kept.status == "rejected" and kept.raw == b"nope" and kept.next_attempt_at is None
-    again = inbox.reject("payment_created", b"nope", {}, {"_body": ["still not JSON"]})
-    assert again.id == kept.id and again.errors == {"_body": ["still not JSON"]}
+    again = inbox.reject("payment_created", b"nope", {}, {"_body": ["not JSON"]})
+    assert again == kept  # the same refusal, DealPOS's retry: kept once
     assert inbox.claim_due("w", 60, [LEDGER.key]) is None  # never dispatched
     assert inbox.counts()["rejected"] == 1
+
+
+def test_the_same_bytes_refused_for_another_reason_are_another_refusal(inbox: Inbox) -> None:
+    """A stranger's review: a 415 and then a 422 of the same bytes made one row
+    with the first request's headers and the second one's errors."""
+    first = inbox.reject(
+        "payment_created", b"{}", {"Content-Type": "text/plain"}, {"_body": ["415"]}
+    )
+    second = inbox.reject("payment_created", b"{}", {"Content-Type": "application/json"},
+                          {"Amount": ["Missing data for required field."]})  # fmt: skip
+    assert second.id != first.id
+    assert inbox.get(first.id).headers == {"Content-Type": "text/plain"}  # type: ignore[union-attr]
+    assert inbox.get(second.id).errors == {"Amount": ["Missing data for required field."]}  # type: ignore[union-attr]
+    assert inbox.counts()["rejected"] == 2
+
+
+def test_a_refusal_after_its_twin_was_replayed_is_kept(inbox: Inbox) -> None:
+    """A stranger's review: once the rejected row was replayed (and processed), the
+    same refusal pointed at the processed delivery and was not kept at all."""
+    errors = {"_body": ["415"]}
+    first = inbox.reject("payment_created", b"{}", {}, errors)
+    assert inbox.replay(Filter(ids=[first.id])) == 1
+    taken = inbox.claim(first.id, "w", 60, [LEDGER.key])
+    assert taken is not None and inbox.finish(taken, "w", [], "processed")
+    again = inbox.reject("payment_created", b"{}", {}, errors)
+    assert again.id != first.id and again.status == "rejected" and again.errors == errors
+    assert (
+        inbox.reject("payment_created", b"{}", {}, errors).id == again.id
+    )  # and it is the twin now
+    assert inbox.counts()["rejected"] == 1 and inbox.counts()["processed"] == 1
 
 
 def test_replay_follows_the_state_machine(inbox: Inbox) -> None:

@@ -20,8 +20,11 @@ accepted delivery about a resource (or, without a resource, of a body), with
 its body hash and arrival. A new delivery replaces the row unless the row
 holds the same body within the window: one upsert, atomic on both databases,
 so two identical bodies arriving at once on two web nodes are one delivery.
-Refused bodies have scopes of their own (by body) and never stand between
-accepted ones: receivers never saw them.
+Refused bodies have scopes of their own, by body *and* reason (the same bytes
+refused as 415, then as 422, are two refusals), and never stand between
+accepted ones: receivers never saw them. A refusal whose earlier twin was
+replayed since (and accepted) is a refusal of its own (see
+:meth:`~flask_posweb.inbox.Inbox.reject` and :func:`rescope_statement`).
 
 .. versionadded:: 0.2
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import decimal
 import hashlib
+import json
 import typing as t
 
 import sqlalchemy as sa
@@ -39,7 +43,7 @@ from sqlalchemy.dialects import sqlite
 from .clock import Clock
 from .database import duplicates
 
-__all__ = ["Scope", "claim_statement", "resource_of"]
+__all__ = ["Scope", "claim_statement", "rescope_statement", "resource_of"]
 
 U = duplicates.c
 
@@ -52,16 +56,24 @@ class Scope(t.NamedTuple):
 
     @classmethod
     def of(
-        cls, inbox: str, event: str, raw: bytes, resource: str | None, *, refused: bool = False
+        cls,
+        inbox: str,
+        event: str,
+        raw: bytes,
+        resource: str | None,
+        *,
+        refusal: t.Mapping[str, t.Any] | None = None,
     ) -> Scope:
         """The scope of a body of ``event`` received by ``inbox``.
 
         :param resource: the value of the event's resource key in the body, if any.
-        :param refused: a rejected body (its scope is its own bytes).
+        :param refusal: why the body was refused (its errors): a refused body's
+            scope is its own bytes and this reason.
         """
         body_hash = hashlib.sha256(raw).hexdigest()
-        if refused:
-            kind, subject = "refused", body_hash
+        if refusal is not None:
+            reason = json.dumps(refusal, sort_keys=True, default=str)
+            kind, subject = "refused", f"{body_hash}\0{reason}"
         elif resource is not None:
             kind, subject = "resource", resource
         else:
@@ -108,3 +120,16 @@ def claim_statement(dialect: sa.Dialect, clock: Clock) -> sa.Insert:
             sa.and_(U.body_hash == excluded.body_hash, U.seen_at >= clock.plus("b_since"))
         ),
     ).returning(U.delivery_id)
+
+
+def rescope_statement(clock: Clock) -> sa.Update:
+    """Make a delivery the latest of its scope whatever the scope held: a
+    refusal whose earlier twin is no longer rejected (it was replayed).
+
+    Binds ``b_scope`` and ``b_delivery_id``.
+    """
+    return (
+        duplicates.update()
+        .where(U.scope == sa.bindparam("b_scope"))
+        .values(delivery_id=sa.bindparam("b_delivery_id"), seen_at=clock.now())
+    )

@@ -45,6 +45,7 @@ from .database import duplicates
 from .database import receiver_sets
 from .duplicates import Scope
 from .duplicates import claim_statement
+from .duplicates import rescope_statement
 from .migrations import Layout
 from .records import Admission
 from .records import Attempt
@@ -345,11 +346,12 @@ class Inbox:
     ) -> Delivery:
         """Keep a delivery that failed validation, with its errors, for a later replay.
 
-        The same body refused again within the duplicate window updates the
-        errors of the one kept. Rejected deliveries are bounded by count and age
-        (see :meth:`housekeep`).
+        The same body refused again for the same reason within the duplicate
+        window is the one kept; for another reason, or after the one kept was
+        replayed, it is kept anew. Rejected deliveries are bounded by count and
+        age (see :meth:`housekeep`).
         """
-        scope = Scope.of(self.name, event, raw, None, refused=True)
+        scope = Scope.of(self.name, event, raw, None, refusal=errors)
         values = self._values(
             event=event, status="rejected", raw=raw, headers=dict(headers), errors=errors,
             missing=None, receiver_set=None, owner=None, lease=0,
@@ -357,11 +359,14 @@ class Inbox:
 
         def store(connection: sa.Connection) -> Delivery:
             admission = self._admit(connection, self._sql.rejected, values, scope)
-            if admission.new:
+            if admission.new or admission.delivery.status == "rejected":
                 return admission.delivery
-            again = self._values(id=admission.delivery.id, errors=errors)
-            connection.execute(self._sql.refused_again, again)
-            return dataclasses.replace(admission.delivery, errors=errors)
+            # Its twin was replayed since: this refusal is one of its own.
+            row = connection.execute(self._sql.rejected, values).one()
+            connection.execute(
+                self._sql.rescope, self._values(scope=scope.key, delivery_id=row.id)
+            )
+            return _new_delivery(row, values, enqueued=False)
 
         return self._write(store, deadline)
 
@@ -697,11 +702,7 @@ class _Statements:
             .join(duplicates, duplicates.c.delivery_id == D.id)
             .where(duplicates.c.scope == B("scope"))
         )
-        self.refused_again = (
-            deliveries.update()
-            .where(mine)
-            .values(errors=B("errors", type_=D.errors.type), updated_at=now)
-        )
+        self.rescope = rescope_statement(clock)
         take = {
             "locked_by": B("owner"),
             "locked_until": lease_until,
