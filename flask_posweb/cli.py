@@ -33,6 +33,7 @@ from .inbox import STATUSES
 from .inbox import Delivery
 from .inbox import Filter
 from .inbox import utcnow
+from .inbox.database import driver_reason
 from .loyalty import CALLS
 from .state import PosWebState
 from .state import get_state
@@ -179,11 +180,7 @@ class Group(AppGroup):
         except PosWebError as exc:
             raise click.ClickException(str(exc)) from None
         except sa.exc.SQLAlchemyError as exc:  # the db commands talk to the database directly
-            cause = getattr(exc, "orig", None) or exc
-            reason = (str(cause).strip().splitlines() or [""])[0][:300]
-            raise click.ClickException(
-                f"The inbox's database: {type(cause).__name__}: {reason}"
-            ) from None
+            raise click.ClickException(f"The inbox's database: {driver_reason(exc)}") from None
 
 
 def register_commands(bp: Blueprint) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "Engines",
     "create_engines",
     "deliveries",
+    "driver_reason",
     "duplicates",
     "loyalty_answers",
     "metadata",
@@ -193,6 +194,15 @@ def create_engines(url: str, timeout: float) -> Engines:
     for engine in {engines.read, engines.durable, engines.relaxed}:
         _dispose_after_fork(engine)
     return engines
+
+
+def driver_reason(exc: BaseException) -> str:
+    """Why the database failed, in the driver's own words (``OperationalError:
+    unable to open database file``): its first line, never SQLAlchemy's text,
+    which repeats the statement and its values."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0][:300]
+    return f"{type(cause).__name__}: {first}"
 
 
 def sqlite_path(url: sa.URL) -> str:

@@ -41,6 +41,7 @@ from .clock import Clock
 from .database import Engines
 from .database import create_engines
 from .database import deliveries
+from .database import driver_reason
 from .database import duplicates
 from .database import receiver_sets
 from .duplicates import Scope
@@ -223,10 +224,8 @@ class Inbox:
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             # Locked, read-only, disk full, server down: DealPOS should retry.
             cause = getattr(exc, "orig", None) or exc
-            # The driver's own words say which (a refused password, a full disk);
-            # not SQLAlchemy's, which repeat the statement and its values.
-            reason = (str(cause).strip().splitlines() or [""])[0][:300]
-            logger.warning("The inbox is unavailable: %s: %s", type(cause).__name__, reason)
+            # The log says which (a refused password, a full disk); the answer does not.
+            logger.warning("The inbox is unavailable: %s", driver_reason(exc))
             raise StoreError(f"The inbox is unavailable ({type(cause).__name__}).") from exc
 
     def _write(
@@ -363,9 +362,7 @@ class Inbox:
                 return admission.delivery
             # Its twin was replayed since: this refusal is one of its own.
             row = connection.execute(self._sql.rejected, values).one()
-            connection.execute(
-                self._sql.rescope, self._values(scope=scope.key, delivery_id=row.id)
-            )
+            connection.execute(self._sql.rescope, self._values(scope=scope.key, delivery_id=row.id))
             return _new_delivery(row, values, enqueued=False)
 
         return self._write(store, deadline)
