@@ -20,6 +20,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import typing as t
@@ -28,10 +29,12 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from flask_posweb.exceptions import StoreError
 from flask_posweb.inbox import Filter
 from flask_posweb.inbox import Inbox
 from flask_posweb.sending import sample
 
+from .conftest import LEDGER
 from .servers import ROOT
 from .servers import Env
 from .servers import assert_every_200_processed_once
@@ -40,6 +43,7 @@ from .servers import drain
 from .servers import flask_command
 from .servers import free_port
 from .servers import gunicorn
+from .servers import output_of
 from .servers import payment
 from .servers import post
 from .servers import stop
@@ -217,7 +221,11 @@ def _store_outage(
                 answered[body].append(post(port, body))
             assert {answered[b][0] for b in during} == {503}
         for body in during:  # DealPOS's retry, once the store is back
-            wait_for(lambda b=body: post(port, b) == 200, 60, "the store to be back")  # type: ignore[misc]
+            try:
+                wait_for(lambda b=body: post(port, b) == 200, 60, "the store to be back")  # type: ignore[misc]
+            except AssertionError as exc:  # the server's log says why
+                log = output_of(server)[-4000:]
+                raise AssertionError(f"{exc}; the server's log ends:\n{log}") from None
             answered[body].append(200)
     finally:
         stop(server)
@@ -231,6 +239,47 @@ def test_a_read_only_store_answers_503_then_recovers(env: Env, inbox: Inbox) -> 
     _store_outage(
         env, inbox, read_only, start_inside=env["FAULT_DATABASE_URL"].startswith("sqlite")
     )
+
+
+#: Holds an SQLite file open (its WAL shared memory with it) until stdin closes.
+KEEPER = (
+    "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+    "db.execute('SELECT count(*) FROM sqlite_master').fetchall(); "
+    "print('open', flush=True); sys.stdin.read()"
+)
+
+
+def test_a_reader_pooled_while_read_only_does_not_fail_later_writes(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A CI run once waited 60 s in vain for a read-only SQLite store to recover:
+    a reader pooled during the outage kept a read-only shared memory, which
+    SQLite shares with every later connection of the process to that file."""
+    folder = tmp_path / "store"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'inbox.sqlite3'}"
+    inbox = Inbox.from_url(url, timeout=1)
+    keeper = None
+    try:
+        inbox.admit("payment_created", b'{"n": 0}', {}, receivers=LEDGER)
+        inbox.close()  # this process lets go; another keeps the file's shared memory
+        keeper = subprocess.Popen(
+            [sys.executable, "-c", KEEPER, str(folder / "inbox.sqlite3")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert keeper.stdout is not None and keeper.stdout.readline() == "open\n"
+        with read_only(Env(FAULT_DATABASE_URL=url)):
+            assert inbox.counts()["pending"] == 1  # reads work, and pool their connection
+            with pytest.raises(StoreError):
+                inbox.admit("payment_created", b'{"n": 1}', {}, receivers=LEDGER)
+        assert inbox.admit("payment_created", b'{"n": 2}', {}, receivers=LEDGER).delivery
+        assert inbox.counts()["pending"] == 2
+    finally:
+        if keeper is not None:
+            keeper.communicate("", timeout=60)
+        inbox.close()
 
 
 @contextlib.contextmanager

@@ -226,6 +226,13 @@ class Inbox:
             cause = getattr(exc, "orig", None) or exc
             # The log says which (a refused password, a full disk); the answer does not.
             logger.warning("The inbox is unavailable: %s", driver_reason(exc))
+            if self.engines.dialect.name == "sqlite":
+                # SQLite shares a file's state among every connection of the
+                # process: one pooled reader opened while the folder was
+                # read-only keeps a read-only shared memory that fails every
+                # later write, even once the folder is writable again. Start
+                # over with new connections (PostgreSQL's pool pings instead).
+                self.engines.dispose()
             raise StoreError(f"The inbox is unavailable ({type(cause).__name__}).") from exc
 
     def _write(
