@@ -226,10 +226,17 @@ def test_replay_one_runs_it_in_the_request(dashboard: Flask) -> None:
     assert "RuntimeError: ledger down for p-1" in page
     csrf = token(client, f"{LOG}/{delivery_id}")
     response = client.post(f"{LOG}/{delivery_id}/replay", data={"csrf_token": csrf})
-    assert response.status_code == 200
-    assert "Replayed just now: the delivery is now processed." in response.get_data(as_text=True)
+    assert response.status_code == 303 and response.location == f"{LOG}/{delivery_id}"
+    shown = client.get(response.location).get_data(as_text=True)
+    assert "Replayed just now: the delivery is now processed." in shown
     stored = get_state(dashboard).require_inbox().get(delivery_id)
     assert stored is not None and stored.status == "processed" and stored.replay
+    # Post/Redirect/Get: a reload shows the page again, without the outcome,
+    # and replays nothing.
+    again = client.get(response.location).get_data(as_text=True)
+    assert "Replayed just now" not in again
+    reloaded = get_state(dashboard).require_inbox().get(delivery_id)
+    assert reloaded is not None and reloaded.attempts == stored.attempts
     assert client.post(f"{LOG}/999999/replay", data={"csrf_token": csrf}).status_code == 404
     assert client.get(f"{LOG}/{delivery_id}/replay").status_code == 405
 
@@ -250,9 +257,14 @@ def test_replay_the_failed_ones_asks_first_then_replays_those_confirmed(
     csrf = token(client, f"{LOG}/replay?event=payment_created")
     form = {"csrf_token": csrf, "event": "payment_created", "upto": upto.group(1)}
     done = client.post(f"{LOG}/replay", data=form)
-    text = done.get_data(as_text=True)
-    assert done.status_code == 200 and "2 deliveries replayed" in text
+    assert done.status_code == 303
+    assert done.location == f"{LOG}/replayed?event=payment_created"
+    shown = client.get(done.location)
+    text = shown.get_data(as_text=True)
+    assert shown.status_code == 200 and "2 deliveries replayed" in text
     assert "1 failed delivery matches the filter now" in text
+    reload = client.get(done.location)  # shown once: then the list, and no replay
+    assert reload.status_code == 303 and reload.location == f"{LOG}/?event=payment_created"
     inbox = get_state(dashboard).require_inbox()
     assert [inbox.get(i).status for i in failed] == ["processed", "processed"]  # type: ignore[union-attr]
     assert inbox.get(later).status == "failed"  # type: ignore[union-attr]
@@ -271,7 +283,7 @@ def test_replay_the_failed_ones_is_bounded_per_request(
     assert "the oldest 2 now" in page
     csrf = token(client, f"{LOG}/replay")
     done = client.post(f"{LOG}/replay", data={"csrf_token": csrf, "upto": str(failed[-1])})
-    assert "2 deliveries replayed" in done.get_data(as_text=True)
+    assert "2 deliveries replayed" in client.get(done.location).get_data(as_text=True)
     inbox = get_state(dashboard).require_inbox()
     assert [inbox.get(i).status for i in failed] == ["processed", "processed", "failed"]  # type: ignore[union-attr]
 

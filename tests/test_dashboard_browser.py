@@ -238,6 +238,10 @@ def test_replay_from_the_page_processes_a_failed_delivery(shop: Shop, browser: t
     notice = browser.find_element(By.CSS_SELECTOR, "[role=status]").text
     assert notice == "Replayed just now: the delivery is now processed."
     assert browser.find_element(By.CSS_SELECTOR, ".summary .status").text == "processed"
+    attempts = shop.app.extensions["posweb"].inbox.get(shop.ids["until_replay"]).attempts
+    browser.refresh()  # the replay redirected here: a reload sends no form again
+    assert not browser.find_elements(By.CSS_SELECTOR, "[role=status]")
+    assert shop.app.extensions["posweb"].inbox.get(shop.ids["until_replay"]).attempts == attempts
     browser.get(f"{shop.url}/dealpos/log/?status=processed")
     assert f"#{shop.ids['until_replay']}" in [r["#"] for r in rows(browser)]
 

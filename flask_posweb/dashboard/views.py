@@ -2,7 +2,9 @@
 
 Every request passes the host's access check first (``POSWEB_DASHBOARD_ACCESS``),
 and every ``POST`` a CSRF token (Flask-WTF's ``validate_csrf``, in these views
-only). Replays run here, in the request, as ``flask posweb replay`` does.
+only). Replays run here, in the request, as ``flask posweb replay`` does, and
+answer with a redirect to a page that shows their outcome once (Post/Redirect/
+Get), so that reloading that page never replays again.
 
 .. versionadded:: 0.2
 """
@@ -13,11 +15,15 @@ import collections
 import datetime as dt
 import inspect
 import typing as t
+from collections.abc import Mapping
 
 from flask import Blueprint
 from flask import abort
+from flask import redirect
 from flask import render_template
 from flask import request
+from flask import session
+from flask import url_for
 from flask_wtf.csrf import generate_csrf
 from flask_wtf.csrf import validate_csrf
 from werkzeug.wrappers import Response
@@ -50,6 +56,10 @@ PAGE_SIZE = 50
 BULK_LIMIT = 100
 
 Page = tuple[str, int]
+#: The session key of a replay's outcome, shown once by the page the replay
+#: redirects to. The session carries the CSRF token already; not ``flash``,
+#: whose first reader takes the host app's own messages too.
+REPLAYED = "posweb_replayed"
 
 #: What each status means, for someone who is not the developer.
 STATUS_HELP = {
@@ -91,6 +101,7 @@ def create_dashboard() -> Blueprint:
     bp.add_url_rule("/<int:delivery_id>", "delivery", delivery)
     bp.add_url_rule("/<int:delivery_id>/replay", "replay_one", replay_one, methods=["POST"])
     bp.add_url_rule("/replay", "replay_failed", replay_failed, methods=["GET", "POST"])
+    bp.add_url_rule("/replayed", "replayed", replayed)
     bp.add_url_rule("/loyalty", "loyalty", loyalty)
     return bp
 
@@ -232,7 +243,8 @@ def delivery(delivery_id: int) -> Page:
     found = get_state().require_inbox().get(delivery_id)
     if found is None:
         return _missing(delivery_id)
-    return _detail(found)
+    tally = _recall(str(delivery_id))
+    return _detail(found, outcome=None if tally is None else next(iter(tally), "busy"))
 
 
 def _missing(delivery_id: int) -> Page:
@@ -258,24 +270,22 @@ def _detail(found: Delivery, status: int = 200, outcome: str | None = None) -> P
     )
 
 
-def replay_one(delivery_id: int) -> Page:
-    """Replay one delivery now, here, and show what became of it."""
+def replay_one(delivery_id: int) -> Page | Response:
+    """Replay one delivery now, here; its page then shows what became of it."""
     refused = _csrf_refused()
     if refused is not None:
         return refused
     state = get_state()
     if state.require_inbox().get(delivery_id) is None:
         return _missing(delivery_id)
-    tally = replay(state, [delivery_id])
-    found = state.require_inbox().get(delivery_id)
-    if found is None:  # deleted meanwhile (retention)
-        return _missing(delivery_id)
-    return _detail(found, outcome=next(iter(tally), "busy"))
+    _remember(str(delivery_id), replay(state, [delivery_id]))
+    return redirect(url_for(".delivery", delivery_id=delivery_id), 303)
 
 
-def replay_failed() -> Page:
+def replay_failed() -> Page | Response:
     """Replay the failed (and dead) deliveries the filter chooses: ``GET`` asks
-    to confirm, with their count; ``POST`` replays them, oldest first."""
+    to confirm, with their count; ``POST`` replays them, oldest first, then
+    redirects to :func:`replayed`."""
     state = get_state()
     form = request.form if request.method == "POST" else request.args
     query = _query(form)
@@ -291,8 +301,33 @@ def replay_failed() -> Page:
     # Only those the operator confirmed: none that failed after the count was shown.
     ids = [i for i in _failed_ids(state, query) if upto.isdigit() and i <= int(upto)]
     tally = replay(state, ids[:BULK_LIMIT]) if ids else collections.Counter[str]()
-    left = len(_failed_ids(state, query))
+    _remember("failed", tally)
+    return redirect(url_for(".replayed", **query.args(before=None)), 303)
+
+
+def replayed() -> Page | Response:
+    """What the last "replay the failed ones" did, once: a reload (or the
+    address opened later) shows the list instead, and replays nothing."""
+    query, tally = _query(request.args), _recall("failed")
+    if tally is None:
+        return redirect(url_for(".deliveries", **query.args(before=None)), 303)
+    left = len(_failed_ids(get_state(), query)) if not query.errors else 0
     return _page("replayed.html", query=query, tally=tally, left=left, section="deliveries")
+
+
+def _remember(replayed: str, tally: Mapping[str, int]) -> None:
+    """Keep a replay's tally for the page it redirects to."""
+    session[REPLAYED] = {"replayed": replayed, "tally": dict(tally)}
+
+
+def _recall(replayed: str) -> dict[str, int] | None:
+    """The tally of the replay of ``replayed`` (a delivery id, or ``"failed"``)
+    that redirected here, once; ``None`` if none did."""
+    kept = session.get(REPLAYED)
+    if not isinstance(kept, dict) or kept.get("replayed") != replayed:
+        return None
+    del session[REPLAYED]
+    return {str(k): int(v) for k, v in kept["tally"].items()}
 
 
 def _failed_ids(state: PosWebState, query: Query) -> list[int]:
