@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import typing as t
 from collections.abc import Iterator
@@ -88,10 +89,12 @@ class PosWebClient(FlaskClient):
         headers: Mapping[str, str] | None,
         **kwargs: t.Any,
     ) -> TestResponse:
-        app = self.application
-        with app.test_request_context():
-            path = url_for(f"posweb.{endpoint}")
-            credentials = auth_headers(self._fetch_token, key)
+        base_url = kwargs.get("base_url")
+        path = self._path(f"posweb.{endpoint}")
+        with self.application.app_context():
+            # The token is fetched from the host the delivery goes to: its audience.
+            fetch = functools.partial(self._fetch_token, base_url=base_url)
+            credentials = auth_headers(fetch, key)
         if payload is None:
             body = sample(endpoint)
         elif isinstance(payload, (bytes, str)):
@@ -101,16 +104,23 @@ class PosWebClient(FlaskClient):
         kwargs.setdefault("content_type", "application/json")
         return self.post(path, data=body, headers={**credentials, **(headers or {})}, **kwargs)
 
-    def _fetch_token(self, client_id: str, secret: str) -> str:
-        with self.application.test_request_context():
-            path = url_for("posweb.oauth_token")
+    def _fetch_token(self, client_id: str, secret: str, base_url: str | None = None) -> str:
         response = self.post(
-            path,
+            self._path("posweb.oauth_token"),
             data={"grant_type": "client_credentials"},
             headers={"Authorization": basic_header(f"{client_id}:{secret}")},
+            **({"base_url": base_url} if base_url else {}),
         )
         assert response.status_code == 200, response.get_data(as_text=True)
         return str(response.json["access_token"])  # type: ignore[index]
+
+    def _path(self, endpoint: str) -> str:
+        """The path of ``endpoint``, built on a host the app accepts: with
+        ``TRUSTED_HOSTS`` set, the default ``localhost`` may not be one."""
+        app = self.application
+        trusted = app.config.get("TRUSTED_HOSTS") or ["localhost"]
+        with app.test_request_context(base_url="http://" + trusted[0].lstrip(".")):
+            return url_for(endpoint)
 
 
 class Sent(t.NamedTuple):

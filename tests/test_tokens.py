@@ -12,6 +12,8 @@ import pytest
 from flask import Flask
 
 from flask_posweb.auth.tokens import TokenAuthority
+from flask_posweb.inbox import Filter
+from flask_posweb.sending import sample
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
 
@@ -277,3 +279,30 @@ def test_without_a_limiter_oauth_warns_that_the_token_url_is_unthrottled(
     with caplog.at_level(logging.WARNING, "flask_posweb"):
         oauth_app(make_app)
     assert "The OAuth token URL is not throttled" in caplog.text
+
+
+def test_trusted_hosts_keep_a_staging_token_out_whatever_the_host_header(
+    make_app: MakeApp,
+) -> None:
+    """The default audience follows the Host header, which the client chooses;
+    Flask's TRUSTED_HOSTS refuses a production request that claims staging's."""
+    staging = oauth_app(make_app)
+    production = oauth_app(make_app, TRUSTED_HOSTS=["shop.example"])
+    token = token_for(staging.test_client(), base_url="https://staging.shop.example").json[
+        "access_token"
+    ]
+    client: PosWebClient = production.test_client()  # type: ignore[assignment]
+    spoofed = client.post(
+        "/dealpos/payment-created",
+        data=sample("payment_created"),
+        headers={**bearer(token), "Content-Type": "application/json"},
+        base_url="https://staging.shop.example",
+    )
+    assert spoofed.status_code == 400
+    assert spoofed.json == {
+        "status": "error",
+        "message": "Host 'staging.shop.example' is not trusted.",
+    }
+    assert not get_state(production).require_inbox().list(Filter())
+    own = client.deliver("payment_created", base_url="https://shop.example")
+    assert own.status_code == 200  # the kit fetched a token for the trusted host

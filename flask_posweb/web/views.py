@@ -250,6 +250,8 @@ def before_any_request() -> Response | None:
         return render_webhook_error(MethodNotAllowedError(allowed))
     if isinstance(failed, NotFound):
         return render_webhook_error(NotFoundError(request.path))
+    if isinstance(failed, HTTPException) and (failed.code or 500) >= 400:
+        return render_http_error(failed)  # a Host outside TRUSTED_HOSTS, say (not a redirect)
     return None
 
 
