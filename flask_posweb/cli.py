@@ -201,8 +201,9 @@ def register_commands(bp: Blueprint) -> None:
         help="Public URL of this app (default: SERVER_NAME, else http://localhost:5000, a guess).",
     )
     def events_command(as_json: bool, base_url: str | None) -> None:
-        """List every URL to paste into DealPOS: the events, the loyalty calls and the
-        OAuth token URL, with each event's signal."""
+        """List every URL to paste into DealPOS: the events, with each one's signal,
+        and the loyalty calls that have a provider and the OAuth token URL when
+        clients are configured."""
         guessed = base_url is None and not current_app.config.get("SERVER_NAME")
         if guessed:
             click.echo(
@@ -522,8 +523,11 @@ def register_commands(bp: Blueprint) -> None:
 
 
 def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
-    """Every URL DealPOS may be given: events, loyalty calls, the token URL."""
+    """Every URL DealPOS may be given: the events, and the loyalty calls and the
+    token URL that this app serves (a call without a provider, or the token URL
+    without OAuth clients, answers an error: no use pasting it)."""
     rows: list[dict[str, t.Any]] = []
+    state = get_state()
     with current_app.test_request_context(base_url=base_url):
         for event in EVENTS.values():
             rows.append(
@@ -542,6 +546,8 @@ def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
                 }
             )
         for call in CALLS.values():
+            if call.name not in state.extension.loyalty.providers:
+                continue
             rows.append(
                 {
                     "kind": "loyalty",
@@ -551,6 +557,8 @@ def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
                     "url": url_for(f"posweb.{call.endpoint}", _external=True),
                 }
             )
+        if state.settings.tokens is None:
+            return rows
         rows.append(
             {
                 "kind": "oauth",

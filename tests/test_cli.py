@@ -47,7 +47,13 @@ def server(make_app: MakeApp) -> Iterator[tuple[Flask, str]]:
     httpd.shutdown()
 
 
-def test_events_lists_every_url_to_paste(app: Flask) -> None:
+OAUTH = {"POSWEB_OAUTH_CLIENTS": {"dealpos": "client-secret-0123456789"}, "SECRET_KEY": "k" * 16}
+
+
+def test_events_lists_every_url_to_paste(make_app: MakeApp, posweb: PosWeb) -> None:
+    for call in CALLS.values():  # a provider for each call, or its URL answers 501
+        getattr(posweb.loyalty, call.name)(lambda call: 1)
+    app = make_app(**OAUTH)
     result = run(app, "events", "--base-url", "https://shop.example.com")
     assert result.exit_code == 0 and result.stderr == ""
     lines = result.stdout.splitlines()
@@ -61,6 +67,17 @@ def test_events_lists_every_url_to_paste(app: Flask) -> None:
     assert any("https://shop.example.com/dealpos/oauth/token" in line for line in lines)
 
 
+def test_events_leaves_out_the_urls_this_app_does_not_serve(
+    make_app: MakeApp, posweb: PosWeb
+) -> None:
+    """No OAuth clients: the token URL answers 404. A loyalty call without a
+    provider answers 501. Neither is worth pasting into DealPOS."""
+    posweb.loyalty.member_points(lambda call: 1)
+    rows = json.loads(run(make_app(), "events", "--json", "--base-url", "http://x").stdout)
+    assert [row["name"] for row in rows if row["kind"] != "event"] == ["loyalty_member_points"]
+    assert len(rows) == len(EVENTS) + 1
+
+
 def test_events_says_when_the_base_url_is_a_guess(app: Flask) -> None:
     result = run(app, "events")
     assert "Warning: no --base-url" in result.stderr
@@ -70,7 +87,9 @@ def test_events_says_when_the_base_url_is_a_guess(app: Flask) -> None:
     assert named.stderr == "" and "http://shop.example.com/dealpos/payment-created" in named.stdout
 
 
-def test_events_json(app: Flask) -> None:
+def test_events_json(make_app: MakeApp, posweb: PosWeb) -> None:
+    posweb.loyalty.order_complete(lambda call: 1)
+    app = make_app(**OAUTH)
     rows = json.loads(run(app, "events", "--json", "--base-url", "http://x").stdout)
     events = [row for row in rows if row["kind"] == "event"]
     assert [row["name"] for row in events] == list(EVENTS)

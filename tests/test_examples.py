@@ -106,7 +106,9 @@ def test_the_shop_ledger_fails_when_asked_until_a_replay(shop: Flask) -> None:
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert token is not None
     replayed = client.post(
-        f"/dealpos/log/{delivery_id}/replay", data={"csrf_token": token.group(1)}
+        f"/dealpos/log/{delivery_id}/replay",
+        data={"csrf_token": token.group(1)},
+        follow_redirects=True,
     )
     assert "the delivery is now processed" in replayed.get_data(as_text=True)
     always = {**json.loads(body), "ID": "p-always", "ShopFail": "always"}
@@ -115,7 +117,9 @@ def test_the_shop_ledger_fails_when_asked_until_a_replay(shop: Flask) -> None:
         r'name="csrf_token" value="([^"]+)"', client.get(f"/dealpos/log/{again}").get_data(True)
     )
     assert token is not None
-    response = client.post(f"/dealpos/log/{again}/replay", data={"csrf_token": token.group(1)})
+    response = client.post(
+        f"/dealpos/log/{again}/replay", data={"csrf_token": token.group(1)}, follow_redirects=True
+    )
     assert "the delivery is now failed" in response.get_data(as_text=True)
 
 
