@@ -33,8 +33,12 @@ def check_json(mimetype: str | None) -> None:
         raise UnsupportedMediaTypeError(mimetype)
 
 
+class _NotJSON(ValueError):
+    """A token Python's decoder accepts and JSON does not (``NaN``, ``Infinity``)."""
+
+
 def _no_constants(name: str) -> t.NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
+    raise _NotJSON(f"{name} is not a JSON number (RFC 8259 has no NaN or Infinity).")
 
 
 #: Built once: ``json.loads`` with options builds a decoder on every call.
@@ -116,6 +120,8 @@ def _reason(exc: Exception) -> str:
         return f"{exc.msg} at line {exc.lineno} column {exc.colno}."
     if isinstance(exc, RecursionError):
         return "nested too deeply."
+    if isinstance(exc, _NotJSON):
+        return str(exc)
     return "a number has too many digits." if "digits" in str(exc) else "it cannot be decoded."
 
 

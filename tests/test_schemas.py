@@ -379,3 +379,20 @@ def test_parse_refuses_what_is_not_one_json_object(raw: bytes) -> None:
 
     with pytest.raises(PayloadError):
         parse(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"Amount": NaN}', "NaN is not a JSON number"),
+        (b'{"Amount": -Infinity}', "-Infinity is not a JSON number"),
+        (b'{"Amount": 1,}', "Expecting property name enclosed in double quotes at line 1"),
+        (b"[" * 100000, "nested too deeply"),
+    ],
+)
+def test_parse_says_what_was_wrong(raw: bytes, reason: str) -> None:
+    from flask_posweb.exceptions import PayloadError
+
+    with pytest.raises(PayloadError, match="^The body is not valid JSON: ") as refused:
+        parse(raw)
+    assert reason in str(refused.value)
