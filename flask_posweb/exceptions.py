@@ -58,8 +58,12 @@ class NotFoundError(WebhookError):
 
     status_code = 404
 
-    def __init__(self, path: str) -> None:
-        super().__init__(f"No DealPOS endpoint at {path!r}; 'flask posweb events' lists the URLs.")
+    def __init__(self, path: str, nearest: str | None = None) -> None:
+        """:param nearest: the endpoint's URL that ``path`` most likely meant."""
+        hint = f" Did you mean {nearest!r}?" if nearest else ""
+        super().__init__(
+            f"No DealPOS endpoint at {path!r}.{hint} 'flask posweb events' lists the URLs."
+        )
 
 
 class MethodNotAllowedError(WebhookError):

@@ -127,6 +127,28 @@ def test_404_in_json_for_an_unknown_url_under_the_prefix(client: PosWebClient, p
     assert "flask posweb events" in body["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "meant"),
+    [
+        ("/dealpos/payment_created", "/dealpos/payment-created"),
+        ("/dealpos/Payment-Created/", "/dealpos/payment-created"),
+        ("/dealpos/payment-createdd", "/dealpos/payment-created"),
+        ("/dealpos/loyalty/member_points", "/dealpos/loyalty/member-points"),
+        ("/dealpos/oauth/token/", "/dealpos/oauth/token"),
+        ("/dealpos/nothing-like-it", None),
+        ("/dealpos/", None),
+    ],
+)
+def test_404_suggests_the_url_a_typo_meant(
+    client: PosWebClient, path: str, meant: str | None
+) -> None:
+    body = error(client.post(path, headers=KEY), 404)
+    if meant is None:
+        assert "Did you mean" not in body["message"]
+    else:
+        assert f"Did you mean '{meant}'?" in body["message"]
+
+
 def test_routes_declare_only_the_methods_they_serve(app: Flask) -> None:
     ours = {rule.endpoint: rule for rule in app.url_map.iter_rules()}
     document = ours.pop("posweb.openapi_json")  # the OpenAPI description: read, never posted

@@ -12,6 +12,7 @@ hook, and the host's own error pages elsewhere stay untouched.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import typing as t
 import urllib.parse
@@ -231,6 +232,27 @@ def render_unexpected(error: Exception) -> Response:
     return response
 
 
+def nearest_endpoint(path: str) -> str | None:
+    """The URL of ours that ``path`` most likely meant: the same but for case,
+    ``_`` for ``-`` or a trailing slash (what a hand-typed URL gets wrong),
+    else the closest spelling; ``None`` when none is close."""
+
+    def plain(url: str) -> str:
+        return url.lower().replace("_", "-").rstrip("/")
+
+    ours = [
+        rule.rule
+        for rule in current_app.url_map.iter_rules()
+        if rule.endpoint.startswith("posweb.") and "POST" in (rule.methods or ())
+    ]
+    same = [url for url in ours if plain(url) == plain(path)]
+    if same:
+        return same[0]
+    by_plain = {plain(url): url for url in ours}
+    close = difflib.get_close_matches(plain(path), list(by_plain), n=1, cutoff=0.85)
+    return by_plain[close[0]] if close else None
+
+
 def before_any_request() -> Response | None:
     """Runs before every request of the app (not only ours).
 
@@ -249,7 +271,7 @@ def before_any_request() -> Response | None:
         allowed = sorted(set(failed.valid_methods or ["POST"]) - {"OPTIONS"})
         return render_webhook_error(MethodNotAllowedError(allowed))
     if isinstance(failed, NotFound):
-        return render_webhook_error(NotFoundError(request.path))
+        return render_webhook_error(NotFoundError(request.path, nearest_endpoint(request.path)))
     if isinstance(failed, HTTPException) and (failed.code or 500) >= 400:
         return render_http_error(failed)  # a Host outside TRUSTED_HOSTS, say (not a redirect)
     return None
