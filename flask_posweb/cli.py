@@ -403,11 +403,13 @@ def register_commands(bp: Blueprint) -> None:
         click.echo("body:\n  " + delivery.raw.decode("utf-8", "replace"))
         if delivery.errors:
             click.echo("errors:\n  " + json.dumps(delivery.errors, indent=2).replace("\n", "\n  "))
-        for a in attempts:
+        for n, a in enumerate(attempts, 1):
+            # A replay restarts the attempt count: the run number tells the lines apart.
             outcome = "ok" if a.ok else "FAILED"
+            kind = ", replayed" if a.replay else ""
             click.echo(
-                f"attempt {a.attempt} (generation {a.generation}) {a.receiver}: "
-                f"{outcome} in {a.duration_ms:.1f} ms at {when(a.started_at)}"
+                f"run {n}: {a.receiver} {outcome} in {a.duration_ms:.1f} ms at "
+                f"{when(a.started_at)} (attempt {a.attempt}{kind})"
             )
             if a.error:
                 click.echo("  " + a.error.rstrip().replace("\n", "\n  "))

@@ -229,6 +229,7 @@ def test_replay_one_runs_it_in_the_request(dashboard: Flask) -> None:
     assert response.status_code == 303 and response.location == f"{LOG}/{delivery_id}"
     shown = client.get(response.location).get_data(as_text=True)
     assert "Replayed just now: the delivery is now processed." in shown
+    assert "attempt 1 of a replay," in shown and "attempt 1," in shown  # the first run
     stored = get_state(dashboard).require_inbox().get(delivery_id)
     assert stored is not None and stored.status == "processed" and stored.replay
     # Post/Redirect/Get: a reload shows the page again, without the outcome,

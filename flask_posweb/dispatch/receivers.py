@@ -157,6 +157,15 @@ def call_receivers(
             notify(signals.receiver_failed, app, event=event, receiver=name, error=exc)
         elapsed = (time.perf_counter() - clock) * 1000
         outcomes.append(
-            Attempt(name, event.attempt, generation, error is None, error, started, elapsed)
+            Attempt(
+                name,
+                event.attempt,
+                generation,
+                error is None,
+                error,
+                started,
+                elapsed,
+                event.is_replay,
+            )
         )
     return outcomes

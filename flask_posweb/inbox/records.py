@@ -85,6 +85,10 @@ class Attempt(t.NamedTuple):
     error: str | None
     started_at: dt.datetime
     duration_ms: float
+    #: Run by an operator's replay (which restarts the attempt count).
+    #:
+    #: .. versionadded:: 0.2
+    replay: bool = False
 
     def stored(self) -> dict[str, t.Any]:
         """As kept in the delivery's ``outcomes`` (JSON)."""
