@@ -29,6 +29,7 @@ from .state import PosWebState
 from .state import get_state
 from .web.throttle import warn_if_unthrottled
 from .web.views import create_blueprint
+from .web.views import exempt_from_app_csrf
 
 __all__ = ["PosWeb"]
 
@@ -130,8 +131,9 @@ class PosWeb:
 
         In order: refuse a second extension, default every ``POSWEB_*`` key,
         check them (failing closed on credentials), keep the app's state in
-        ``app.extensions["posweb"]``, connect this extension's handlers and
-        mount the delivery log page when ``POSWEB_DASHBOARD`` is on.
+        ``app.extensions["posweb"]``, connect this extension's handlers, let
+        the webhooks past an app-wide ``CSRFProtect`` and mount the delivery
+        log page when ``POSWEB_DASHBOARD`` is on.
         """
         app = t.cast(Flask, state.app)
         if "posweb" in app.extensions:
@@ -146,6 +148,7 @@ class PosWeb:
                 self._signal(name).connect(receiver, sender=app, weak=False)
         self._apps.add(app)
         warn_if_unthrottled(posweb_state)
+        exempt_from_app_csrf(posweb_state)
         if settings.dashboard is not None:
             register_dashboard(posweb_state, state.url_prefix or "")
 

@@ -48,6 +48,9 @@ class PosWebState:
         self.prefixes: list[str] = []
         #: Under these, routing errors are left to the host (HTML pages of ours).
         self.html_prefixes: list[str] = []
+        #: Whether the host's app-wide CSRF protection lets the webhooks through
+        #: (see :func:`~flask_posweb.web.views.exempt_from_app_csrf`).
+        self.csrf_exempt = False
         if settings.inbox:
             # No URL with TESTING on: a private temporary file per app object.
             self.inbox = Inbox.from_url(

@@ -12,6 +12,7 @@ import typing as t
 import pytest
 from flask import Flask
 from flask import redirect
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.datastructures import MultiDict
 
 from flask_posweb import ConfigurationError
@@ -217,6 +218,48 @@ def test_a_replay_without_a_valid_csrf_token_is_refused(dashboard: Flask) -> Non
     assert refused.status_code == 400
     stored = get_state(dashboard).require_inbox().get(delivery_id)
     assert stored is not None and stored.status == "failed" and stored.attempts == 1
+
+
+@pytest.mark.parametrize("order", ["CSRFProtect first", "blueprint first"])
+def test_app_wide_csrf_protection_lets_dealpos_through(
+    posweb: PosWeb, tmp_path: t.Any, access: Access, order: str
+) -> None:
+    """A host that turns on Flask-WTF's CSRFProtect for its whole app (its
+    forms) must not refuse DealPOS, whose POSTs carry credentials, not a
+    session's token; its own forms and the log page's stay protected."""
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY=SECRET,
+        POSWEB_API_KEYS=[KEY],
+        POSWEB_OAUTH_CLIENTS={"dealpos": "client-secret-0123456789"},
+        POSWEB_DATABASE_URL=f"sqlite:///{tmp_path / 'inbox.sqlite3'}",
+        POSWEB_DASHBOARD=True,
+        POSWEB_DASHBOARD_ACCESS=access,
+    )
+    app.add_url_rule("/host-form", "host_form", lambda: "saved", methods=["POST"])
+    app.test_client_class = PosWebClient
+    if order == "CSRFProtect first":
+        CSRFProtect(app)
+    app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
+    if order == "blueprint first":
+        CSRFProtect(app)
+    try:
+        client = client_of(app)
+        delivered = client.deliver("payment_created")
+        assert delivered.status_code == 200, delivered.json
+        token_url = client.post(
+            "/dealpos/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": "Basic ZGVhbHBvczpjbGllbnQtc2VjcmV0LTAxMjM0NTY3ODk="},
+        )
+        assert token_url.status_code == 200
+        assert client.post("/host-form").status_code == 400  # the host's own: still protected
+        delivery_id = int(delivered.headers["X-PosWeb-Delivery"])
+        refused = client.post(f"{LOG}/{delivery_id}/replay")
+        assert refused.status_code == 400  # the log page: still protected
+    finally:
+        get_state(app).close()
 
 
 def test_replay_one_runs_it_in_the_request(dashboard: Flask) -> None:

@@ -44,6 +44,7 @@ from ..exceptions import WebhookError
 from ..loyalty.views import register_loyalty_views
 from ..payload import decode
 from ..payload import parse
+from ..state import PosWebState
 from ..state import get_state
 from .guard import authenticated_post
 from .guard import read_body
@@ -253,17 +254,32 @@ def nearest_endpoint(path: str) -> str | None:
     return by_plain[close[0]] if close else None
 
 
+def exempt_from_app_csrf(state: PosWebState) -> None:
+    """Let DealPOS's POSTs past Flask-WTF's ``CSRFProtect`` if the host
+    turned it on for the whole app: they carry no session cookie nor form
+    token (nothing a forged cross-site request could ride on) and are
+    authenticated by their own credentials; without this every delivery
+    would get a 400. The delivery log page keeps its own CSRF check."""
+    csrf = state.app.extensions.get("csrf")
+    if csrf is not None and hasattr(csrf, "exempt"):
+        csrf.exempt(state.extension.blueprint)
+        state.csrf_exempt = True
+
+
 def before_any_request() -> Response | None:
     """Runs before every request of the app (not only ours).
 
     Starts the background dispatcher at the first request this process serves
-    (see :mod:`~flask_posweb.dispatch.runner`), and answers in JSON a request
+    (see :mod:`~flask_posweb.dispatch.runner`), exempts the webhooks from an
+    app-wide ``CSRFProtect`` set up after the blueprint, and answers in JSON a request
     under the blueprint's prefix that matched no route: routing errors never
     reach a blueprint's error handlers, and Flask's own are HTML pages.
     """
     state = get_state()
     if state.background is not None and not state.background.running:
         state.background.ensure_started()
+    if not state.csrf_exempt:  # CSRFProtect may be set up after the blueprint
+        exempt_from_app_csrf(state)
     failed = request.routing_exception
     if failed is None or not state.answers_for(request.path):
         return None
