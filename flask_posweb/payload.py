@@ -41,8 +41,30 @@ def _no_constants(name: str) -> t.NoReturn:
     raise _NotJSON(f"{name} is not a JSON number (RFC 8259 has no NaN or Infinity).")
 
 
+class _DuplicateKey(ValueError):
+    """One object names a key twice."""
+
+
+def _one_value_per_key(pairs: list[tuple[str, t.Any]]) -> dict[str, t.Any]:
+    """An object, refused if a key repeats: RFC 8259 leaves open which value
+    counts, so the receivers (last one wins) and another reader of the kept
+    raw body (first one wins) could see two different payments."""
+    body = dict(pairs)
+    if len(body) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return body
+
+
 #: Built once: ``json.loads`` with options builds a decoder on every call.
-_DECODER = json.JSONDecoder(parse_float=decimal.Decimal, parse_constant=_no_constants)
+_DECODER = json.JSONDecoder(
+    parse_float=decimal.Decimal,
+    parse_constant=_no_constants,
+    object_pairs_hook=_one_value_per_key,
+)
 #: An escape that may stand for half of a surrogate pair (checked only then).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -67,11 +89,16 @@ def decode(raw: bytes) -> str:
 def parse(raw: bytes) -> dict[str, t.Any]:
     """Parse a body that must be one JSON object of valid text.
 
-    :raises PayloadError: not UTF-8, not JSON, not an object, or a lone surrogate.
+    :raises PayloadError: not UTF-8, not JSON, not an object, a key twice in one
+        object, or a lone surrogate.
     """
     text = decode(raw)
     try:
         body = _DECODER.decode(text)
+    except _DuplicateKey as exc:
+        raise PayloadError(
+            f"The body is ambiguous: the key {exc.args[0]!r} appears twice in one object."
+        ) from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
         raise PayloadError(f"The body is not valid JSON: {_reason(exc)}") from None
     if not isinstance(body, dict):

@@ -381,6 +381,17 @@ def test_parse_refuses_what_is_not_one_json_object(raw: bytes) -> None:
         parse(raw)
 
 
+def test_parse_refuses_a_key_twice_in_one_object() -> None:
+    """Which value counts is undefined (RFC 8259): the receivers would see the
+    last, another reader of the kept body perhaps the first."""
+    from flask_posweb.exceptions import PayloadError
+
+    for raw in (b'{"Amount": 1, "Amount": 1000000}', b'{"Customer": {"ID": "a", "ID": "b"}}'):
+        with pytest.raises(PayloadError, match="^The body is ambiguous: the key '\\w+' appears"):
+            parse(raw)
+    assert parse(b'{"A": {"ID": 1}, "B": {"ID": 2}}') == {"A": {"ID": 1}, "B": {"ID": 2}}
+
+
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
