@@ -34,9 +34,9 @@ from .inbox import Delivery
 from .inbox import Filter
 from .inbox import utcnow
 from .inbox.database import driver_reason
-from .loyalty import CALLS
 from .state import PosWebState
 from .state import get_state
+from .web.routes import served_routes
 
 __all__ = ["parse_moment", "register_commands"]
 
@@ -406,7 +406,7 @@ def register_commands(bp: Blueprint) -> None:
         for n, a in enumerate(attempts, 1):
             # A replay restarts the attempt count: the run number tells the lines apart.
             outcome = "ok" if a.ok else "FAILED"
-            kind = ", replayed" if a.replay else ""
+            kind = " after a replay" if a.replay else ""
             click.echo(
                 f"run {n}: {a.receiver} {outcome} in {a.duration_ms:.1f} ms at "
                 f"{when(a.started_at)} (attempt {a.attempt}{kind})"
@@ -525,49 +525,28 @@ def register_commands(bp: Blueprint) -> None:
 
 
 def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
-    """Every URL DealPOS may be given: the events, and the loyalty calls and the
-    token URL that this app serves (a call without a provider, or the token URL
-    without OAuth clients, answers an error: no use pasting it)."""
+    """Every URL DealPOS may be given (:func:`~.web.routes.served_routes`), with
+    what each one is."""
     rows: list[dict[str, t.Any]] = []
-    state = get_state()
     with current_app.test_request_context(base_url=base_url):
-        for event in EVENTS.values():
-            rows.append(
-                {
-                    "kind": "event",
-                    "name": event.name,
-                    "wire_name": event.wire_name,
-                    "wire_name_certainty": event.wire_name_certainty,
-                    "group": event.group,
-                    "title": event.title,
-                    "path": url_for(f"posweb.{event.name}"),
-                    "url": url_for(f"posweb.{event.name}", _external=True),
-                    "signal": f"flask_posweb.signals.{event.name}",
-                    "schema": f"{event.schema.__module__}.{event.schema.__qualname__}",
-                    "provisional": event.provisional,
-                }
-            )
-        for call in CALLS.values():
-            if call.name not in state.extension.loyalty.providers:
-                continue
-            rows.append(
-                {
-                    "kind": "loyalty",
-                    "name": call.endpoint,
-                    "title": call.title,
-                    "path": url_for(f"posweb.{call.endpoint}"),
-                    "url": url_for(f"posweb.{call.endpoint}", _external=True),
-                }
-            )
-        if state.settings.tokens is None:
-            return rows
-        rows.append(
-            {
-                "kind": "oauth",
-                "name": "oauth_token",
-                "title": "OAuth token URL (DealPOS's ServerAuthenticationURL)",
-                "path": url_for("posweb.oauth_token"),
-                "url": url_for("posweb.oauth_token", _external=True),
+        for route in served_routes(get_state()):
+            endpoint = f"posweb.{route.endpoint}"
+            row: dict[str, t.Any] = {
+                "kind": route.kind,
+                "name": route.endpoint,
+                "title": route.title,
+                "path": url_for(endpoint),
+                "url": url_for(endpoint, _external=True),
             }
-        )
+            if route.kind == "event":
+                event = EVENTS[route.endpoint]
+                row.update(
+                    wire_name=event.wire_name,
+                    wire_name_certainty=event.wire_name_certainty,
+                    group=event.group,
+                    signal=f"flask_posweb.signals.{event.name}",
+                    schema=f"{event.schema.__module__}.{event.schema.__qualname__}",
+                    provisional=event.provisional,
+                )
+            rows.append(row)
     return rows

@@ -89,11 +89,13 @@ class PosWebClient(FlaskClient):
         headers: Mapping[str, str] | None,
         **kwargs: t.Any,
     ) -> TestResponse:
-        base_url = kwargs.get("base_url")
-        path = self._path(f"posweb.{endpoint}")
+        # With TRUSTED_HOSTS set, the test client's default host (localhost)
+        # may be refused: send to a trusted one unless told where.
+        kwargs.setdefault("base_url", self._trusted_base_url())
+        path = self._path(f"posweb.{endpoint}", kwargs["base_url"])
         with self.application.app_context():
             # The token is fetched from the host the delivery goes to: its audience.
-            fetch = functools.partial(self._fetch_token, base_url=base_url)
+            fetch = functools.partial(self._fetch_token, base_url=kwargs["base_url"])
             credentials = auth_headers(fetch, key)
         if payload is None:
             body = sample(endpoint)
@@ -106,20 +108,24 @@ class PosWebClient(FlaskClient):
 
     def _fetch_token(self, client_id: str, secret: str, base_url: str | None = None) -> str:
         response = self.post(
-            self._path("posweb.oauth_token"),
+            self._path("posweb.oauth_token", base_url),
             data={"grant_type": "client_credentials"},
             headers={"Authorization": basic_header(f"{client_id}:{secret}")},
-            **({"base_url": base_url} if base_url else {}),
+            base_url=base_url,
         )
         assert response.status_code == 200, response.get_data(as_text=True)
         return str(response.json["access_token"])  # type: ignore[index]
 
-    def _path(self, endpoint: str) -> str:
-        """The path of ``endpoint``, built on a host the app accepts: with
-        ``TRUSTED_HOSTS`` set, the default ``localhost`` may not be one."""
-        app = self.application
-        trusted = app.config.get("TRUSTED_HOSTS") or ["localhost"]
-        with app.test_request_context(base_url="http://" + trusted[0].lstrip(".")):
+    def _trusted_base_url(self) -> str | None:
+        """``http://`` and the first of ``TRUSTED_HOSTS``, if set."""
+        trusted = self.application.config.get("TRUSTED_HOSTS")
+        return f"http://{trusted[0].lstrip('.')}" if trusted else None
+
+    def _path(self, endpoint: str, base_url: str | None) -> str:
+        """The path of ``endpoint`` (a path does not depend on the host, but
+        building it needs a request the app accepts)."""
+        trusted = self._trusted_base_url()
+        with self.application.test_request_context(base_url=trusted or base_url):
             return url_for(endpoint)
 
 

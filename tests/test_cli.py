@@ -304,7 +304,7 @@ def test_replay_one_and_all_failed(busy_app: Flask) -> None:
     # A replay restarts the attempt count: show numbers the runs and marks the replay's.
     runs = [line for line in run(busy_app, "show", "2").stdout.splitlines() if "run " in line]
     assert [line.split(":")[0] for line in runs] == ["run 1", "run 2"]
-    assert runs[0].endswith("(attempt 1)") and runs[1].endswith("(attempt 1, replayed)")
+    assert runs[0].endswith("(attempt 1)") and runs[1].endswith("(attempt 1 after a replay)")
     receivers = json.loads(run(busy_app, "show", "2", "--json").stdout)["receivers"]
     assert [(r["attempt"], r["replay"]) for r in receivers] == [(1, False), (1, True)]
     assert run(busy_app, "replay", "--failed").stdout.strip() == (

@@ -272,7 +272,7 @@ def test_replay_one_runs_it_in_the_request(dashboard: Flask) -> None:
     assert response.status_code == 303 and response.location == f"{LOG}/{delivery_id}"
     shown = client.get(response.location).get_data(as_text=True)
     assert "Replayed just now: the delivery is now processed." in shown
-    assert "attempt 1 of a replay," in shown and "attempt 1," in shown  # the first run
+    assert "attempt 1 after a replay," in shown and "attempt 1," in shown  # the first run
     stored = get_state(dashboard).require_inbox().get(delivery_id)
     assert stored is not None and stored.status == "processed" and stored.replay
     # Post/Redirect/Get: a reload shows the page again, without the outcome,
@@ -283,6 +283,19 @@ def test_replay_one_runs_it_in_the_request(dashboard: Flask) -> None:
     assert reloaded is not None and reloaded.attempts == stored.attempts
     assert client.post(f"{LOG}/999999/replay", data={"csrf_token": csrf}).status_code == 404
     assert client.get(f"{LOG}/{delivery_id}/replay").status_code == 405
+
+
+def test_a_replay_outcome_not_shown_in_time_is_not_shown_later(
+    dashboard: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redirect never followed (a 503, a closed tab) must not make a later
+    visit say "Replayed just now"."""
+    client = client_of(dashboard)
+    delivery_id = deliver(client, body=payment(1, Fail=True))
+    csrf = token(client, f"{LOG}/{delivery_id}")
+    response = client.post(f"{LOG}/{delivery_id}/replay", data={"csrf_token": csrf})
+    monkeypatch.setattr(views, "REPLAYED_SHOWN_FOR", -1)  # as if a minute went by
+    assert "Replayed just now" not in client.get(response.location).get_data(as_text=True)
 
 
 def test_replay_the_failed_ones_asks_first_then_replays_those_confirmed(

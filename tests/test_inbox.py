@@ -489,3 +489,11 @@ def test_an_unavailable_store_logs_the_drivers_reason(
     assert "The inbox is unavailable: OperationalError: unable to open database file" in (
         caplog.text
     )
+
+
+def test_attempts_stored_before_the_replay_mark_read_it_from_their_generation() -> None:
+    kept = outcome("ledger", False).stored()
+    del kept["replay"]  # as 0.1 and early 0.2 stores kept them
+    assert Attempt.from_stored(kept).replay is False
+    assert Attempt.from_stored({**kept, "generation": 1}).replay is True  # only a replay makes one
+    assert Attempt.from_stored({**kept, "replay": True}).replay is True

@@ -306,3 +306,4 @@ def test_trusted_hosts_keep_a_staging_token_out_whatever_the_host_header(
     assert not get_state(production).require_inbox().list(Filter())
     own = client.deliver("payment_created", base_url="https://shop.example")
     assert own.status_code == 200  # the kit fetched a token for the trusted host
+    assert client.deliver("payment_created").status_code == 200  # and goes there by default

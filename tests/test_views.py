@@ -13,6 +13,7 @@ from flask_posweb import EVENTS
 from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
 from flask_posweb.sending import sample
+from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
 from flask_posweb.testing import captured_events
 
@@ -138,17 +139,45 @@ def test_404_in_json_for_an_unknown_url_under_the_prefix(client: PosWebClient, p
         ("/dealpos/loyalty/member_points", "/dealpos/loyalty/member-points"),
         ("/dealpos/oauth/token/", "/dealpos/oauth/token"),
         ("/dealpos/nothing-like-it", None),
+        ("/dealpos/shift-opened", None),  # no such event: not "shift-closed"
         ("/dealpos/", None),
     ],
 )
 def test_404_suggests_the_url_a_typo_meant(
-    client: PosWebClient, path: str, meant: str | None
+    make_app: MakeApp, posweb: PosWeb, path: str, meant: str | None
 ) -> None:
-    body = error(client.post(path, headers=KEY), 404)
+    posweb.loyalty.member_points(lambda call: 0)
+    app = make_app(
+        POSWEB_OAUTH_CLIENTS={"dealpos": "client-secret-0123456789"}, SECRET_KEY="k" * 16
+    )
+    body = error(app.test_client().post(path, headers=KEY), 404)
     if meant is None:
         assert "Did you mean" not in body["message"]
     else:
         assert f"Did you mean '{meant}'?" in body["message"]
+
+
+def test_404_suggests_only_urls_that_answer(client: PosWebClient) -> None:
+    """Without OAuth clients the token URL is a 404, and a loyalty call without a
+    provider a 501: suggesting them would send DealPOS to a refusal."""
+    for path in ("/dealpos/oauth/token/", "/dealpos/loyalty/member_points"):
+        assert "Did you mean" not in error(client.post(path, headers=KEY), 404)["message"]
+
+
+def test_404_compares_only_below_the_prefix(posweb: PosWeb, tmp_path: t.Any) -> None:
+    """A long prefix shared by every URL must not make unrelated paths look
+    alike; a blueprint registered under another name suggests all the same."""
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config.update(TESTING=True, POSWEB_API_KEYS=[KEY["X-API-Key"]])
+    prefix = "/integrations/dealpos-webhooks/production/v1"
+    app.register_blueprint(posweb.blueprint, url_prefix=prefix, name="shop")
+    client = app.test_client()
+    for unrelated in ("/hello", "/x", "/refund-created", "/stock-updated"):
+        body = error(client.post(prefix + unrelated, headers=KEY), 404)
+        assert "Did you mean" not in body["message"], unrelated
+    body = error(client.post(prefix + "/Payment_Created", headers=KEY), 404)
+    assert f"Did you mean '{prefix}/payment-created'?" in body["message"]
+    get_state(app).close()
 
 
 def test_routes_declare_only_the_methods_they_serve(app: Flask) -> None:

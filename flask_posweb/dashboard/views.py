@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import inspect
+import time
 import typing as t
 from collections.abc import Mapping
 
@@ -60,6 +61,8 @@ Page = tuple[str, int]
 #: redirects to. The session carries the CSRF token already; not ``flash``,
 #: whose first reader takes the host app's own messages too.
 REPLAYED = "posweb_replayed"
+#: Seconds within which the page a replay redirects to shows its outcome.
+REPLAYED_SHOWN_FOR = 60
 
 #: What each status means, for someone who is not the developer.
 STATUS_HELP = {
@@ -317,16 +320,20 @@ def replayed() -> Page | Response:
 
 def _remember(replayed: str, tally: Mapping[str, int]) -> None:
     """Keep a replay's tally for the page it redirects to."""
-    session[REPLAYED] = {"replayed": replayed, "tally": dict(tally)}
+    session[REPLAYED] = {"replayed": replayed, "tally": dict(tally), "at": time.time()}
 
 
 def _recall(replayed: str) -> dict[str, int] | None:
     """The tally of the replay of ``replayed`` (a delivery id, or ``"failed"``)
-    that redirected here, once; ``None`` if none did."""
+    that redirected here, once; ``None`` if none did. A tally whose redirect
+    was never followed (a 503, a closed tab) is not shown a minute later as
+    "just now"."""
     kept = session.get(REPLAYED)
     if not isinstance(kept, dict) or kept.get("replayed") != replayed:
         return None
     del session[REPLAYED]
+    if time.time() - float(kept.get("at", 0)) > REPLAYED_SHOWN_FOR:
+        return None
     return {str(k): int(v) for k, v in kept["tally"].items()}
 
 

@@ -85,7 +85,8 @@ class Attempt(t.NamedTuple):
     error: str | None
     started_at: dt.datetime
     duration_ms: float
-    #: Run by an operator's replay (which restarts the attempt count).
+    #: Run after an operator's replay, which started the attempt count again
+    #: (the delivery's :attr:`~Delivery.replay`).
     #:
     #: .. versionadded:: 0.2
     replay: bool = False
@@ -96,7 +97,14 @@ class Attempt(t.NamedTuple):
 
     @classmethod
     def from_stored(cls, stored: dict[str, t.Any]) -> Attempt:
-        return cls(**{**stored, "started_at": dt.datetime.fromisoformat(stored["started_at"])})
+        return cls(
+            **{
+                # Kept before 0.2 named it: a later generation only comes from a replay.
+                "replay": stored["generation"] > 0,
+                **stored,
+                "started_at": dt.datetime.fromisoformat(stored["started_at"]),
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)

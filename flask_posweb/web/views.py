@@ -12,7 +12,6 @@ hook, and the host's own error pages elsewhere stay untouched.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import typing as t
 import urllib.parse
@@ -50,16 +49,17 @@ from .guard import authenticated_post
 from .guard import read_body
 from .guard import token_audience
 from .receiving import receive
+from .routes import TOKEN_URL
+from .routes import nearest_route
 from .throttle import token_throttle
 
 if t.TYPE_CHECKING:
     from ..extension import PosWeb
 
-__all__ = ["OPENAPI_URL", "TOKEN_URL", "create_blueprint", "webhook_view"]
+__all__ = ["OPENAPI_URL", "create_blueprint", "webhook_view"]
 
 logger = logging.getLogger("flask_posweb")
 
-TOKEN_URL = "/oauth/token"
 #: Where the OpenAPI description is served, when ``POSWEB_OPENAPI`` is on.
 OPENAPI_URL = "/openapi.json"
 #: A token request is a short form; anything longer is not one.
@@ -233,35 +233,15 @@ def render_unexpected(error: Exception) -> Response:
     return response
 
 
-def nearest_endpoint(path: str) -> str | None:
-    """The URL of ours that ``path`` most likely meant: the same but for case,
-    ``_`` for ``-`` or a trailing slash (what a hand-typed URL gets wrong),
-    else the closest spelling; ``None`` when none is close."""
-
-    def plain(url: str) -> str:
-        return url.lower().replace("_", "-").rstrip("/")
-
-    ours = [
-        rule.rule
-        for rule in current_app.url_map.iter_rules()
-        if rule.endpoint.startswith("posweb.") and "POST" in (rule.methods or ())
-    ]
-    same = [url for url in ours if plain(url) == plain(path)]
-    if same:
-        return same[0]
-    by_plain = {plain(url): url for url in ours}
-    close = difflib.get_close_matches(plain(path), list(by_plain), n=1, cutoff=0.85)
-    return by_plain[close[0]] if close else None
-
-
 def exempt_from_app_csrf(state: PosWebState) -> None:
     """Let DealPOS's POSTs past Flask-WTF's ``CSRFProtect`` if the host
     turned it on for the whole app: they carry no session cookie nor form
     token (nothing a forged cross-site request could ride on) and are
     authenticated by their own credentials; without this every delivery
     would get a 400. The delivery log page keeps its own CSRF check."""
-    csrf = state.app.extensions.get("csrf")
-    if csrf is not None and hasattr(csrf, "exempt"):
+    csrf: t.Any = state.app.extensions.get("csrf")
+    # Flask-WTF's only: another extension under that name may mean something else by exempt.
+    if csrf is not None and type(csrf).__module__.startswith("flask_wtf."):
         csrf.exempt(state.extension.blueprint)
         state.csrf_exempt = True
 
@@ -287,7 +267,7 @@ def before_any_request() -> Response | None:
         allowed = sorted(set(failed.valid_methods or ["POST"]) - {"OPTIONS"})
         return render_webhook_error(MethodNotAllowedError(allowed))
     if isinstance(failed, NotFound):
-        return render_webhook_error(NotFoundError(request.path, nearest_endpoint(request.path)))
+        return render_webhook_error(NotFoundError(request.path, nearest_route(state, request.path)))
     if isinstance(failed, HTTPException) and (failed.code or 500) >= 400:
         return render_http_error(failed)  # a Host outside TRUSTED_HOSTS, say (not a redirect)
     return None
