@@ -530,7 +530,7 @@ def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
     rows: list[dict[str, t.Any]] = []
     with current_app.test_request_context(base_url=base_url):
         for route in served_routes(get_state()):
-            endpoint = f"posweb.{route.endpoint}"
+            endpoint = get_state().endpoint(route.endpoint)
             row: dict[str, t.Any] = {
                 "kind": route.kind,
                 "name": route.endpoint,

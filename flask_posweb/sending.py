@@ -99,7 +99,7 @@ def _endpoint_url(name: str, url: str) -> str:
         return url
     with current_app.test_request_context():
         try:
-            path = url_for(f"posweb.{name}")
+            path = url_for(get_state().endpoint(name))
         except Exception:
             raise UnknownEventError(f"{name!r} is not an endpoint of this app.") from None
     return url.rstrip("/") + path

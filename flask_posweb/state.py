@@ -65,6 +65,18 @@ class PosWebState:
                 self.background = BackgroundRunner(self)
             self.mode.setup(self)
 
+    @property
+    def mounts(self) -> list[str]:
+        """The names the blueprint is registered under in the app, first first
+        (``posweb`` unless registered with ``name=``, or nested)."""
+        ours = self.extension.blueprint
+        return [name for name, bp in self.app.blueprints.items() if bp is ours]
+
+    def endpoint(self, name: str) -> str:
+        """The app's endpoint for the blueprint's ``name``, under its first
+        registration: ``posweb.payment_created``, or ``shop.payment_created``."""
+        return f"{self.mounts[0]}.{name}"
+
     def answers_for(self, path: str) -> bool:
         """Whether a request for ``path`` that matched no route is ours to answer."""
 

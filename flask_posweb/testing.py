@@ -92,7 +92,7 @@ class PosWebClient(FlaskClient):
         # With TRUSTED_HOSTS set, the test client's default host (localhost)
         # may be refused: send to a trusted one unless told where.
         kwargs.setdefault("base_url", self._trusted_base_url())
-        path = self._path(f"posweb.{endpoint}", kwargs["base_url"])
+        path = self._path(endpoint, kwargs["base_url"])
         with self.application.app_context():
             # The token is fetched from the host the delivery goes to: its audience.
             fetch = functools.partial(self._fetch_token, base_url=kwargs["base_url"])
@@ -108,7 +108,7 @@ class PosWebClient(FlaskClient):
 
     def _fetch_token(self, client_id: str, secret: str, base_url: str | None = None) -> str:
         response = self.post(
-            self._path("posweb.oauth_token", base_url),
+            self._path("oauth_token", base_url),
             data={"grant_type": "client_credentials"},
             headers={"Authorization": basic_header(f"{client_id}:{secret}")},
             base_url=base_url,
@@ -126,7 +126,7 @@ class PosWebClient(FlaskClient):
         building it needs a request the app accepts)."""
         trusted = self._trusted_base_url()
         with self.application.test_request_context(base_url=trusted or base_url):
-            return url_for(endpoint)
+            return url_for(get_state().endpoint(endpoint))
 
 
 class Sent(t.NamedTuple):

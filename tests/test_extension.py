@@ -129,3 +129,28 @@ def test_a_second_extension_on_one_app_is_refused(app: Flask) -> None:
 def test_state_of_an_app_without_the_blueprint() -> None:
     with pytest.raises(RuntimeError, match="register_blueprint"):
         get_state(Flask(__name__))
+
+
+def test_a_blueprint_registered_under_another_name_works_throughout(
+    posweb: PosWeb, tmp_path: t.Any
+) -> None:
+    """``register_blueprint(..., name="shop")`` renames every endpoint (and the
+    CLI group): nothing may assume ``posweb.``."""
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config.update(
+        TESTING=True,
+        SECRET_KEY="signing-key-0123456789",
+        POSWEB_API_KEYS=[],
+        POSWEB_OAUTH_CLIENTS={"dealpos": "client-secret-0123456789"},
+    )
+    app.register_blueprint(posweb.blueprint, url_prefix="/pos", name="shop")
+    app.test_client_class = PosWebClient
+    try:
+        client: PosWebClient = app.test_client()  # type: ignore[assignment]
+        assert client.deliver("payment_created").status_code == 200  # token URL, then the event
+        listed = app.test_cli_runner().invoke(args=["shop", "events", "--base-url", "http://x"])
+        assert listed.exit_code == 0, listed.output
+        assert "http://x/pos/payment-created" in listed.output
+        assert "http://x/pos/oauth/token" in listed.output
+    finally:
+        get_state(app).close()

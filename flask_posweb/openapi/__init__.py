@@ -52,7 +52,7 @@ def _routes(app: Flask, state: PosWebState) -> Iterator[tuple[str, str, str]]:
     """``(path, operation id, endpoint)`` for each rule of the blueprint in the URL
     map, under every prefix it is mounted at (the first mount's ids are the
     endpoints' names)."""
-    mounts = [name for name, bp in app.blueprints.items() if bp is state.extension.blueprint]
+    mounts = state.mounts
     for rule in app.url_map.iter_rules():
         mount, _, endpoint = rule.endpoint.rpartition(".")
         if mount in mounts:

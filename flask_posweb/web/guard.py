@@ -25,7 +25,8 @@ __all__ = ["authenticated_post", "read_body", "token_audience"]
 def token_audience() -> str:
     """Who this server is for tokens: ``POSWEB_TOKEN_AUDIENCE``, else the token
     URL's own external URL."""
-    return get_state().settings.token_audience or url_for("posweb.oauth_token", _external=True)
+    # Relative: the blueprint may be registered under another name than "posweb".
+    return get_state().settings.token_audience or url_for(".oauth_token", _external=True)
 
 
 def authenticated_post() -> PosWebState:
