@@ -16,13 +16,14 @@ import re
 import signal as os_signal
 import threading
 import typing as t
+import urllib.parse
 
 import click
 import sqlalchemy as sa
 from flask import Blueprint
 from flask import current_app
-from flask import url_for
 from flask.cli import AppGroup
+from werkzeug.routing import MapAdapter
 
 from . import sending
 from .dispatch import replay
@@ -528,25 +529,39 @@ def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
     """Every URL DealPOS may be given (:func:`~.web.routes.served_routes`), with
     what each one is."""
     rows: list[dict[str, t.Any]] = []
-    with current_app.test_request_context(base_url=base_url):
-        for route in served_routes(get_state()):
-            endpoint = get_state().endpoint(route.endpoint)
-            row: dict[str, t.Any] = {
-                "kind": route.kind,
-                "name": route.endpoint,
-                "title": route.title,
-                "path": url_for(endpoint),
-                "url": url_for(endpoint, _external=True),
-            }
-            if route.kind == "event":
-                event = EVENTS[route.endpoint]
-                row.update(
-                    wire_name=event.wire_name,
-                    wire_name_certainty=event.wire_name_certainty,
-                    group=event.group,
-                    signal=f"flask_posweb.signals.{event.name}",
-                    schema=f"{event.schema.__module__}.{event.schema.__qualname__}",
-                    provisional=event.provisional,
-                )
-            rows.append(row)
+    state = get_state()
+    urls = _url_adapter(base_url)
+    for route in served_routes(state):
+        endpoint = state.endpoint(route.endpoint)
+        row: dict[str, t.Any] = {
+            "kind": route.kind,
+            "name": route.endpoint,
+            "title": route.title,
+            "path": urls.build(endpoint),
+            "url": urls.build(endpoint, force_external=True),
+        }
+        if route.kind == "event":
+            event = EVENTS[route.endpoint]
+            row.update(
+                wire_name=event.wire_name,
+                wire_name_certainty=event.wire_name_certainty,
+                group=event.group,
+                signal=f"flask_posweb.signals.{event.name}",
+                schema=f"{event.schema.__module__}.{event.schema.__qualname__}",
+                provisional=event.provisional,
+            )
+        rows.append(row)
     return rows
+
+
+def _url_adapter(base_url: str | None) -> MapAdapter:
+    """Builds the app's URLs on ``base_url`` (else ``SERVER_NAME``): bound to the
+    URL map directly, not through a request, which ``TRUSTED_HOSTS`` may refuse."""
+    if base_url is None:
+        adapter = current_app.create_url_adapter(None)
+        assert adapter is not None  # the caller passes a base URL without SERVER_NAME
+        return adapter
+    parts = urllib.parse.urlsplit(base_url)
+    return current_app.url_map.bind(
+        parts.netloc, script_name=parts.path or "/", url_scheme=parts.scheme
+    )

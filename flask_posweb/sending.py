@@ -15,9 +15,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from flask import current_app
-from flask import url_for
-
 from .auth.verification import ApiKeyVerifier
 from .auth.verification import BasicVerifier
 from .auth.verification import BearerVerifier
@@ -97,11 +94,10 @@ def _endpoint_url(name: str, url: str) -> str:
     """``url`` itself if it has a path, else ``url`` + this app's path for ``name``."""
     if urllib.parse.urlsplit(url).path.strip("/"):
         return url
-    with current_app.test_request_context():
-        try:
-            path = url_for(get_state().endpoint(name))
-        except Exception:
-            raise UnknownEventError(f"{name!r} is not an endpoint of this app.") from None
+    try:
+        path = get_state().path(name)
+    except KeyError:
+        raise UnknownEventError(f"{name!r} is not an endpoint of this app.") from None
     return url.rstrip("/") + path
 
 

@@ -77,6 +77,15 @@ class PosWebState:
         registration: ``posweb.payment_created``, or ``shop.payment_created``."""
         return f"{self.mounts[0]}.{name}"
 
+    def path(self, name: str) -> str:
+        """The path of the blueprint's ``name`` below the app's root
+        (``/dealpos/payment-created``), read from the URL map: no request
+        needed, so neither ``TRUSTED_HOSTS`` nor ``APPLICATION_ROOT`` changes it.
+
+        :raises KeyError: the blueprint has no such endpoint.
+        """
+        return next(self.app.url_map.iter_rules(self.endpoint(name))).rule
+
     def answers_for(self, path: str) -> bool:
         """Whether a request for ``path`` that matched no route is ours to answer."""
 

@@ -25,7 +25,6 @@ from collections.abc import Mapping
 
 from blinker import NamedSignal
 from flask import Flask
-from flask import url_for
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -92,7 +91,7 @@ class PosWebClient(FlaskClient):
         # With TRUSTED_HOSTS set, the test client's default host (localhost)
         # may be refused: send to a trusted one unless told where.
         kwargs.setdefault("base_url", self._trusted_base_url())
-        path = self._path(endpoint, kwargs["base_url"])
+        path = get_state(self.application).path(endpoint)
         with self.application.app_context():
             # The token is fetched from the host the delivery goes to: its audience.
             fetch = functools.partial(self._fetch_token, base_url=kwargs["base_url"])
@@ -108,7 +107,7 @@ class PosWebClient(FlaskClient):
 
     def _fetch_token(self, client_id: str, secret: str, base_url: str | None = None) -> str:
         response = self.post(
-            self._path("oauth_token", base_url),
+            get_state(self.application).path("oauth_token"),
             data={"grant_type": "client_credentials"},
             headers={"Authorization": basic_header(f"{client_id}:{secret}")},
             base_url=base_url,
@@ -117,16 +116,13 @@ class PosWebClient(FlaskClient):
         return str(response.json["access_token"])  # type: ignore[index]
 
     def _trusted_base_url(self) -> str | None:
-        """``http://`` and the first of ``TRUSTED_HOSTS``, if set."""
-        trusted = self.application.config.get("TRUSTED_HOSTS")
-        return f"http://{trusted[0].lstrip('.')}" if trusted else None
-
-    def _path(self, endpoint: str, base_url: str | None) -> str:
-        """The path of ``endpoint`` (a path does not depend on the host, but
-        building it needs a request the app accepts)."""
-        trusted = self._trusted_base_url()
-        with self.application.test_request_context(base_url=trusted or base_url):
-            return url_for(get_state().endpoint(endpoint))
+        """The first of ``TRUSTED_HOSTS``, if set, with the app's root (as
+        Flask's test client builds its default ``base_url``)."""
+        config = self.application.config
+        if not config.get("TRUSTED_HOSTS"):
+            return None
+        root = (config.get("APPLICATION_ROOT") or "/").lstrip("/")
+        return f"http://{config['TRUSTED_HOSTS'][0].lstrip('.')}/{root}"
 
 
 class Sent(t.NamedTuple):

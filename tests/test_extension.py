@@ -154,3 +154,36 @@ def test_a_blueprint_registered_under_another_name_works_throughout(
         assert "http://x/pos/oauth/token" in listed.output
     finally:
         get_state(app).close()
+
+
+def test_urls_need_no_request_the_app_would_refuse(posweb: PosWeb, tmp_path: t.Any) -> None:
+    """The test client, ``events`` and ``send`` build paths from the URL map: an
+    ``APPLICATION_ROOT`` is added once (by the client), and ``TRUSTED_HOSTS``
+    without ``localhost`` refuses nothing they do."""
+    app = Flask(__name__, instance_path=str(tmp_path))
+    app.config.update(
+        TESTING=True,
+        POSWEB_API_KEYS=["test-key-0123456789"],
+        APPLICATION_ROOT="/app",
+        TRUSTED_HOSTS=["shop.example"],
+    )
+    app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
+    app.test_client_class = PosWebClient
+    try:
+        client: PosWebClient = app.test_client()  # type: ignore[assignment]
+        response = client.deliver("payment_created")
+        assert response.status_code == 200
+        assert response.request.path == "/dealpos/payment-created"  # below the root
+        assert response.request.root_path == "/app"
+        runner = app.test_cli_runner()
+        listed = runner.invoke(args=["posweb", "events"])  # no --base-url: a guess
+        assert listed.exit_code == 0, listed.output
+        assert "http://localhost:5000/dealpos/payment-created" in listed.output
+        based = runner.invoke(args=["posweb", "events", "--base-url", "https://shop.example/app"])
+        assert "https://shop.example/app/dealpos/payment-created" in based.output
+        sent = runner.invoke(
+            args=["posweb", "send", "payment_created", "--url", "http://127.0.0.1:9"]
+        )
+        assert "Could not reach http://127.0.0.1:9/dealpos/payment-created" in sent.output
+    finally:
+        get_state(app).close()

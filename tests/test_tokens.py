@@ -11,6 +11,7 @@ import zlib
 import pytest
 from flask import Flask
 
+from flask_posweb import PosWeb
 from flask_posweb.auth.tokens import TokenAuthority
 from flask_posweb.inbox import Filter
 from flask_posweb.sending import sample
@@ -307,3 +308,25 @@ def test_trusted_hosts_keep_a_staging_token_out_whatever_the_host_header(
     own = client.deliver("payment_created", base_url="https://shop.example")
     assert own.status_code == 200  # the kit fetched a token for the trusted host
     assert client.deliver("payment_created").status_code == 200  # and goes there by default
+
+
+def test_a_token_works_at_every_mount_of_the_blueprint(make_app: MakeApp, posweb: PosWeb) -> None:
+    """The audience is the first mount's token URL, the one the OpenAPI
+    description gives, whichever mount the token is fetched from or used at."""
+    app = oauth_app(make_app)
+    app.register_blueprint(posweb.blueprint, url_prefix="/dealpos2", name="second")
+    client = app.test_client()
+    first = token_for(client).json["access_token"]
+    second = client.post(
+        "/dealpos2/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=basic("dealpos", SECRET),
+    ).json["access_token"]
+    for token in (first, second):
+        for prefix in ("/dealpos", "/dealpos2"):
+            answer = client.post(
+                f"{prefix}/payment-created",
+                data=sample("payment_created"),
+                headers={**bearer(token), "Content-Type": "application/json"},
+            )
+            assert answer.status_code == 200, (prefix, answer.json)

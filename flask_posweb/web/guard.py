@@ -25,8 +25,10 @@ __all__ = ["authenticated_post", "read_body", "token_audience"]
 def token_audience() -> str:
     """Who this server is for tokens: ``POSWEB_TOKEN_AUDIENCE``, else the token
     URL's own external URL."""
-    # Relative: the blueprint may be registered under another name than "posweb".
-    return get_state().settings.token_audience or url_for(".oauth_token", _external=True)
+    # The first mount's token URL, whichever mount is called: the one the
+    # OpenAPI description gives.
+    state = get_state()
+    return state.settings.token_audience or url_for(state.endpoint("oauth_token"), _external=True)
 
 
 def authenticated_post() -> PosWebState:
