@@ -48,9 +48,9 @@ class PosWebState:
         self.prefixes: list[str] = []
         #: Under these, routing errors are left to the host (HTML pages of ours).
         self.html_prefixes: list[str] = []
-        #: Whether the host's app-wide CSRF protection lets the webhooks through
-        #: (see :func:`~flask_posweb.web.views.exempt_from_app_csrf`).
-        self.csrf_exempt = False
+        #: Whether a request has looked for an app-wide CSRF protection set up
+        #: after the blueprint (see :func:`~flask_posweb.web.views.exempt_from_app_csrf`).
+        self.csrf_checked = False
         if settings.inbox:
             # No URL with TESTING on: a private temporary file per app object.
             self.inbox = Inbox.from_url(

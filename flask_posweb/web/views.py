@@ -243,7 +243,6 @@ def exempt_from_app_csrf(state: PosWebState) -> None:
     # Flask-WTF's only: another extension under that name may mean something else by exempt.
     if csrf is not None and type(csrf).__module__.startswith("flask_wtf."):
         csrf.exempt(state.extension.blueprint)
-        state.csrf_exempt = True
 
 
 def before_any_request() -> Response | None:
@@ -258,8 +257,9 @@ def before_any_request() -> Response | None:
     state = get_state()
     if state.background is not None and not state.background.running:
         state.background.ensure_started()
-    if not state.csrf_exempt:  # CSRFProtect may be set up after the blueprint
+    if not state.csrf_checked:  # once: CSRFProtect may be set up after the blueprint
         exempt_from_app_csrf(state)
+        state.csrf_checked = True
     failed = request.routing_exception
     if failed is None or not state.answers_for(request.path):
         return None
