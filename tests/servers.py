@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import http.client
 import json
+import os
 import pathlib
 import shutil
 import signal
@@ -31,6 +32,18 @@ HEADERS = {"Content-Type": "application/json", "X-API-Key": KEY}
 
 class Env(dict[str, str]):
     """The environment every process of one test shares."""
+
+    @classmethod
+    def of(cls, tmp_path: pathlib.Path, database_url: str, **extra: str) -> Env:
+        """The test's files in ``tmp_path``, its inbox at ``database_url``."""
+        return cls(
+            os.environ,
+            PYTHONPATH=str(ROOT),
+            FAULT_INSTANCE=str(tmp_path / "instance"),
+            FAULT_DATABASE_URL=database_url,
+            FAULT_EFFECTS=str(tmp_path / "effects.sqlite3"),
+            **extra,
+        )
 
     @property
     def effects(self) -> list[tuple[int, str, int, int]]:
@@ -124,22 +137,19 @@ def gunicorn(env: Env, port: int, *options: str) -> subprocess.Popen[str]:
 
 def post(port: int, body: bytes, path: str = "/dealpos/payment-created") -> int | None:
     """The status DealPOS would see, or ``None`` when the connection broke."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        connection.request("POST", path, body, HEADERS)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except (ConnectionError, http.client.HTTPException, OSError):
-        return None
-    finally:
-        connection.close()
+    return _status(port, "POST", path, body, HEADERS, timeout=60)
 
 
 def get(port: int, path: str = "/health") -> int | None:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    return _status(port, "GET", path, None, {}, timeout=10)
+
+
+def _status(
+    port: int, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float
+) -> int | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("GET", path)
+        connection.request(method, path, body, headers)
         response = connection.getresponse()
         response.read()
         return response.status

@@ -57,15 +57,7 @@ def redis_server(tmp_path: pathlib.Path) -> Iterator[Redis]:
 
 
 def celery_env(tmp_path: pathlib.Path, database_url: str, redis: Redis) -> Env:
-    return Env(
-        os.environ,
-        PYTHONPATH=str(ROOT),
-        FAULT_INSTANCE=str(tmp_path / "instance"),
-        FAULT_DATABASE_URL=database_url,
-        FAULT_EFFECTS=str(tmp_path / "effects.sqlite3"),
-        FAULT_DISPATCH="celery",
-        FAULT_BROKER=redis.url,
-    )
+    return Env.of(tmp_path, database_url, FAULT_DISPATCH="celery", FAULT_BROKER=redis.url)
 
 
 @pytest.fixture

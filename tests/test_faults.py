@@ -35,7 +35,6 @@ from flask_posweb.inbox import Inbox
 from flask_posweb.sending import sample
 
 from .conftest import LEDGER
-from .servers import ROOT
 from .servers import Env
 from .servers import assert_every_200_processed_once
 from .servers import children
@@ -59,13 +58,7 @@ def env(tmp_path: pathlib.Path, database_url: str) -> Env:
         # logs (beside the instance) must stay writable meanwhile.
         (tmp_path / "store").mkdir()
         database_url = f"sqlite:///{tmp_path / 'store' / 'inbox.sqlite3'}"
-    return Env(
-        os.environ,
-        PYTHONPATH=str(ROOT),
-        FAULT_INSTANCE=str(tmp_path / "instance"),
-        FAULT_DATABASE_URL=database_url,
-        FAULT_EFFECTS=str(tmp_path / "effects.sqlite3"),
-    )
+    return Env.of(tmp_path, database_url)
 
 
 @pytest.fixture
@@ -372,14 +365,20 @@ def test_a_poisoned_group_commit_fails_only_the_bad_writes(env: Env, inbox: Inbo
     assert_every_200_processed_once(env, inbox, {b: answered[b] for b in good})
 
 
-def test_a_dispatch_worker_killed_mid_delivery_is_replaced(env: Env, inbox: Inbox) -> None:
-    env.update(FAULT_LEASE="1", FAULT_SLOW_SECONDS="30")
+def _store_a_shift(env: Env) -> None:
+    """One shift_closed delivery, stored through gunicorn (worker mode: not
+    dispatched), and the server stopped."""
     port = free_port()
     server = gunicorn(env, port)
     try:
         assert post(port, sample("shift_closed"), "/dealpos/shift-closed") == 200
     finally:
         stop(server)
+
+
+def test_a_dispatch_worker_killed_mid_delivery_is_replaced(env: Env, inbox: Inbox) -> None:
+    env.update(FAULT_LEASE="1", FAULT_SLOW_SECONDS="30")
+    _store_a_shift(env)
     (delivery,) = inbox.list(Filter(event=["shift_closed"]))
     first = flask_command(env, "worker")
     wait_for(lambda: any(r == "slow-started" for _, r, _, _ in env.effects), 60, "the receiver")
@@ -397,12 +396,7 @@ def test_a_dispatch_worker_killed_mid_delivery_is_replaced(env: Env, inbox: Inbo
 
 def test_sigterm_lets_a_worker_finish_the_delivery_in_hand(env: Env, inbox: Inbox) -> None:
     env.update(FAULT_SLOW_SECONDS="1")
-    port = free_port()
-    server = gunicorn(env, port)
-    try:
-        assert post(port, sample("shift_closed"), "/dealpos/shift-closed") == 200
-    finally:
-        stop(server)
+    _store_a_shift(env)
     worker = flask_command(env, "worker")
     wait_for(lambda: env.effects, 60, "the receiver")
     code, output = stop(worker)
