@@ -32,6 +32,9 @@ docs: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks --write $(BENCH_ARGS)
 
+# Ruff, mypy --strict, and the import contracts (which `make test` checks too,
+# in tests/test_layers.py).
 lint: $(BIN)/.installed
 	$(BIN)/ruff check flask_posweb tests examples benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache

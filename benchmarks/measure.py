@@ -28,6 +28,7 @@ from flask import Flask
 from flask_posweb import EVENTS
 from flask_posweb.inbox import Inbox
 from flask_posweb.inbox import ReceiverSet
+from flask_posweb.inbox.database import Database
 from flask_posweb.payload import load
 from flask_posweb.payload import parse
 from flask_posweb.sending import sample
@@ -251,7 +252,8 @@ def inbox_growth(stored: int, admits: int, directory: str) -> dict[str, float]:
             inbox.admit("payment_created", body, {}, receivers=RECEIVERS, resource=f"g{n}")
             timings[kind].append(time.perf_counter() - started)
     unsynced = []
-    relaxed = Inbox(dataclasses.replace(inbox.engines, durable=inbox.engines.relaxed))
+    engines = inbox.database.engines
+    relaxed = Inbox(Database(dataclasses.replace(engines, durable=engines.relaxed)))
     for n in range(admits):
         started = time.perf_counter()
         relaxed.admit("payment_created", payment(n, "u"), {}, receivers=RECEIVERS, resource=f"u{n}")
@@ -403,8 +405,8 @@ def reset_postgresql(url: str) -> None:
     """Drop the inbox's and the floor's tables: each variant starts empty."""
     import sqlalchemy as sa
 
-    from flask_posweb.inbox.database import metadata
     from flask_posweb.inbox.migrations import VERSION_TABLE
+    from flask_posweb.inbox.tables import metadata
 
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import typing as t
+
 from .dispatch import dispatch_delivery
 from .events import EVENTS
 from .events import EventType
@@ -17,7 +20,9 @@ from .exceptions import WebhookError
 from .extension import PosWeb
 from .inbox import Delivery
 from .inbox import Filter
-from .inbox import Inbox
+
+if t.TYPE_CHECKING:
+    from .inbox.store import Inbox
 
 __all__ = [
     "EVENTS",
@@ -37,3 +42,10 @@ __all__ = [
     "dispatch_delivery",
     "get_event_type",
 ]
+
+
+def __getattr__(name: str) -> t.Any:
+    # PEP 562: the store (SQLAlchemy, Alembic) only for an app that has an inbox.
+    if name == "Inbox":
+        return importlib.import_module(".inbox.store", __name__).Inbox
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import decimal
 import difflib
 import typing as t
 from collections.abc import Mapping
@@ -93,6 +94,16 @@ class EventType:
     def url_rule(self) -> str:
         """The URL rule under the blueprint's prefix, e.g. ``/payment-created``."""
         return "/" + kebab(self.name)
+
+    def resource(self, data: Mapping[str, t.Any]) -> str | None:
+        """What a validated body is about: the text of its :attr:`resource_key`
+        field (a payment's ``ID``), if the event has one and the body holds it."""
+        if self.resource_key is None:
+            return None
+        value = data.get(self.resource_key)
+        if isinstance(value, bool) or not isinstance(value, (str, int, decimal.Decimal)):
+            return None
+        return str(value) or None
 
     def load(self, body: t.Any, *, strict: bool = False) -> Loaded:
         """Validate a parsed body.

@@ -1,13 +1,22 @@
 """Errors and warnings raised by Flask-PosWeb.
 
-Only :class:`WebhookError` and its subclasses become HTTP answers, rendered as
-JSON by the blueprint's own error handler. :class:`ConfigurationError` is
-raised at setup and must never turn into a 4xx.
+Only :class:`WebhookError` and its subclasses become HTTP answers: they are
+werkzeug HTTP exceptions (:class:`~werkzeug.exceptions.HTTPException`) that
+render themselves as JSON, so one error handler (the blueprint's) serves them and werkzeug's own
+alike, and an app's handler for ``HTTPException`` sees them too.
+:class:`ConfigurationError` is raised at setup and must never turn into a 4xx.
 """
 
 from __future__ import annotations
 
+import json
 import typing as t
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 
 class PosWebError(Exception):
@@ -23,22 +32,56 @@ class UnknownEventError(PosWebError, LookupError):
 
 
 class StoreError(PosWebError):
-    """The inbox could not be read or written."""
+    """The inbox could not be read or written.
 
-
-class WebhookError(PosWebError):
-    """A request was refused; rendered by the blueprint as a JSON error.
-
-    :param message: one sentence saying what was wrong, safe to show the sender.
+    :param reason: why, in the database driver's words (``OperationalError:
+        unable to open database file``): for logs and the command line, never
+        for an HTTP answer.
     """
 
-    status_code: t.ClassVar[int] = 400
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class WebhookError(PosWebError, HTTPException):
+    """A request was refused: an HTTP error whose answer is JSON.
+
+    :param message: one sentence saying what was wrong, safe to show the sender.
+
+    .. versionchanged:: 0.3
+        A werkzeug :class:`~werkzeug.exceptions.HTTPException` (its ``code`` is
+        :attr:`status_code`, its ``description`` the message).
+    """
+
+    code = 400
     #: Id of the inbox row that keeps the refused body, when it was kept.
     delivery_id: int | None = None
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
+        HTTPException.__init__(self, message)
         self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status of the answer (werkzeug's ``code``)."""
+        return self.code
+
+    def get_response(
+        self, environ: WSGIEnvironment | t.Any = None, scope: dict[str, t.Any] | None = None
+    ) -> Response:
+        """The JSON answer, with :meth:`headers` and the kept body's id: what
+        werkzeug sends when no handler renders the error itself."""
+        response = Response(
+            json.dumps(self.body()) + "\n", self.status_code, mimetype="application/json"
+        )
+        response.headers.update(self.headers())
+        if self.delivery_id is not None:  # the refused body is kept: where to find it
+            response.headers["X-PosWeb-Delivery"] = str(self.delivery_id)
+        return response
 
     def stored_errors(self) -> dict[str, t.Any]:
         """What the inbox records about this refusal."""
@@ -56,7 +99,7 @@ class WebhookError(PosWebError):
 class NotFoundError(WebhookError):
     """No endpoint at this URL under the blueprint's prefix (a typo pasted into DealPOS?)."""
 
-    status_code = 404
+    code = 404
 
     def __init__(self, path: str, nearest: str | None = None) -> None:
         """:param nearest: the endpoint's URL that ``path`` most likely meant."""
@@ -69,7 +112,7 @@ class NotFoundError(WebhookError):
 class MethodNotAllowedError(WebhookError):
     """The endpoint only takes ``POST``."""
 
-    status_code = 405
+    code = 405
 
     def __init__(self, allowed: t.Iterable[str] = ("POST",)) -> None:
         self.allowed = tuple(allowed)
@@ -87,7 +130,7 @@ class AuthenticationError(WebhookError):
     :param challenges: ``WWW-Authenticate`` challenges, one per configured mode.
     """
 
-    status_code = 401
+    code = 401
 
     def __init__(self, challenges: t.Sequence[str]) -> None:
         super().__init__("Missing or invalid credentials.")
@@ -100,7 +143,7 @@ class AuthenticationError(WebhookError):
 class PayloadTooLargeError(WebhookError):
     """The body is larger than ``POSWEB_MAX_CONTENT_LENGTH``."""
 
-    status_code = 413
+    code = 413
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"Request body is larger than {limit} bytes.")
@@ -109,7 +152,7 @@ class PayloadTooLargeError(WebhookError):
 class UnsupportedMediaTypeError(WebhookError):
     """The body is not declared as JSON."""
 
-    status_code = 415
+    code = 415
 
     def __init__(self, content_type: str | None, message: str | None = None) -> None:
         got = f"'{content_type}'" if content_type else "no Content-Type"
@@ -119,7 +162,7 @@ class UnsupportedMediaTypeError(WebhookError):
 class PayloadError(WebhookError):
     """The body is not a JSON object."""
 
-    status_code = 400
+    code = 400
 
 
 class ValidationFailedError(WebhookError):
@@ -128,7 +171,7 @@ class ValidationFailedError(WebhookError):
     :param errors: marshmallow's ``normalized_messages()``: field path to messages.
     """
 
-    status_code = 422
+    code = 422
 
     def __init__(self, errors: dict[str, t.Any]) -> None:
         super().__init__("The body does not match the event's schema.")
@@ -147,7 +190,7 @@ class ReceiverError(WebhookError):
     Answered 500 so that DealPOS retries it once.
     """
 
-    status_code = 500
+    code = 500
 
     def __init__(self, failed: t.Sequence[str]) -> None:
         super().__init__(f"{len(failed)} receiver(s) failed; the delivery was not kept.")
@@ -157,7 +200,7 @@ class ReceiverError(WebhookError):
 class NoProviderError(WebhookError):
     """A loyalty call arrived but the app registered no provider for it."""
 
-    status_code = 501
+    code = 501
 
     def __init__(self, title: str, decorator: str) -> None:
         super().__init__(f"No provider answers {title}: decorate one with '{decorator}'.")
@@ -166,7 +209,7 @@ class NoProviderError(WebhookError):
 class ProviderError(WebhookError):
     """A loyalty provider raised or returned an answer DealPOS cannot use."""
 
-    status_code = 500
+    code = 500
 
 
 class UnavailableError(WebhookError):
@@ -175,7 +218,7 @@ class UnavailableError(WebhookError):
     :param retry_after: seconds, sent as ``Retry-After``.
     """
 
-    status_code = 503
+    code = 503
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
@@ -201,7 +244,7 @@ class OAuthError(WebhookError):
     ) -> None:
         super().__init__(description)
         self.error = error
-        self.status_code = status_code  # type: ignore[misc]
+        self.code = status_code
         self.challenge = challenge
         self.retry_after = retry_after
 

@@ -1,4 +1,8 @@
-"""The extension object: ``PosWeb``.
+"""The extension object, ``PosWeb``: the composition root.
+
+It builds the blueprint from the faces (the webhooks, the loyalty calls, the
+OpenAPI document, the commands) and sets an app up (:meth:`PosWeb.init_app`):
+its settings, its state, the handlers connected to it, and the log page.
 
 .. versionadded:: 0.1
 """
@@ -12,10 +16,13 @@ import typing as t
 import weakref
 
 from blinker import NamedSignal
+from flask import Blueprint
 from flask import Flask
 from flask.blueprints import BlueprintSetupState
 
 from . import signals
+from .calls import Loyalty
+from .cli import register_commands
 from .config import DEFAULTS
 from .config import read_settings
 from .dashboard import register_dashboard
@@ -23,13 +30,16 @@ from .dispatch.receivers import NAME_ATTRIBUTE
 from .events import EVENTS
 from .exceptions import ConfigurationError
 from .exceptions import UnknownEventError
-from .inbox import Inbox
-from .loyalty import Loyalty
+from .loyalty.views import register_loyalty_views
+from .openapi.views import register_openapi
 from .state import PosWebState
 from .state import get_state
 from .web.throttle import warn_if_unthrottled
-from .web.views import create_blueprint
 from .web.views import exempt_from_app_csrf
+from .web.views import register_webhooks
+
+if t.TYPE_CHECKING:
+    from .inbox import Inbox
 
 __all__ = ["PosWeb"]
 
@@ -52,9 +62,9 @@ class PosWeb:
 
         app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
 
-    Configuration is read from ``app.config`` when the blueprint is registered
-    (see :data:`~flask_posweb.config.DEFAULTS`). One ``PosWeb`` may serve
-    several apps; its handlers are connected to each of them, and only to them.
+    Configuration is read from ``app.config`` when the app is set up (see
+    :data:`~flask_posweb.config.DEFAULTS`). One ``PosWeb`` may serve several
+    apps; its handlers are connected to each of them, and only to them.
 
     .. versionadded:: 0.1
     """
@@ -65,14 +75,34 @@ class PosWeb:
         #: Providers of DealPOS's loyalty calls (see :class:`~flask_posweb.loyalty.Loyalty`).
         self.loyalty = Loyalty()
         #: The blueprint: one ``POST`` endpoint per event, the token URL and the loyalty calls.
-        self.blueprint = create_blueprint(self)
+        self.blueprint = self._create_blueprint()
         if app is not None:
             self.init_app(app)
 
+    def _create_blueprint(self) -> Blueprint:
+        """The blueprint, from the faces; a blueprint cannot change once registered."""
+        bp = Blueprint("posweb", __name__)
+        register_commands(bp)
+        register_webhooks(bp)
+        register_loyalty_views(bp, self.loyalty)
+        register_openapi(bp)
+        bp.record_once(self._registered)
+        return bp
+
     def init_app(self, app: Flask) -> None:
-        """Register :attr:`blueprint` on ``app`` under ``POSWEB_URL_PREFIX``."""
-        prefix = app.config.get("POSWEB_URL_PREFIX", DEFAULTS["POSWEB_URL_PREFIX"])
-        app.register_blueprint(self.blueprint, url_prefix=prefix)
+        """Set ``app`` up, then register :attr:`blueprint` on it under ``POSWEB_URL_PREFIX``.
+
+        In order: refuse a second extension, default every ``POSWEB_*`` key,
+        check them (failing closed on credentials), keep the app's state in
+        ``app.extensions["posweb"]``, connect this extension's handlers, and
+        let the webhooks past an app-wide ``CSRFProtect``. Registering the
+        blueprint mounts the delivery log page when ``POSWEB_DASHBOARD`` is on.
+
+        :raises ConfigurationError: the app is set up already, or its
+            configuration is refused (the message says which key to set, and how).
+        """
+        self._set_up(app)
+        app.register_blueprint(self.blueprint, url_prefix=app.config["POSWEB_URL_PREFIX"])
 
     @property
     def inbox(self) -> Inbox:
@@ -126,35 +156,33 @@ class PosWeb:
             "'flask posweb events' lists the events."
         )
 
-    def _setup(self, state: BlueprintSetupState) -> None:
-        """Set up an app on the blueprint's first registration there (``record_once``).
-
-        In order: refuse a second extension, default every ``POSWEB_*`` key,
-        check them (failing closed on credentials), keep the app's state in
-        ``app.extensions["posweb"]``, connect this extension's handlers, let
-        the webhooks past an app-wide ``CSRFProtect`` and mount the delivery
-        log page when ``POSWEB_DASHBOARD`` is on.
-        """
-        app = t.cast(Flask, state.app)
+    def _set_up(self, app: Flask) -> None:
         if "posweb" in app.extensions:
             raise ConfigurationError("Flask-PosWeb is already set up on this app.")
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
         settings = read_settings(app.config, app.instance_path)
-        posweb_state = PosWebState(self, app, settings)
-        app.extensions["posweb"] = posweb_state
+        state = PosWebState(app, self.blueprint, settings, providers=self.loyalty.providers)
+        app.extensions["posweb"] = state
         for name, receivers in self._handlers.items():
             for receiver in receivers:
                 self._signal(name).connect(receiver, sender=app, weak=False)
         self._apps.add(app)
-        warn_if_unthrottled(posweb_state)
-        exempt_from_app_csrf(posweb_state)
-        if settings.dashboard is not None:
-            register_dashboard(posweb_state, state.url_prefix or "")
+        warn_if_unthrottled(state)
+        exempt_from_app_csrf(app, self.blueprint)
 
-    def _mounted(self, state: BlueprintSetupState) -> None:
-        """Remember where the blueprint is mounted (every registration)."""
-        get_state(t.cast(Flask, state.app)).prefixes.append(state.url_prefix or "/")
+    def _registered(self, setup: BlueprintSetupState) -> None:
+        """The blueprint's first registration on an app (``record_once``): an
+        app registered without :meth:`init_app` is set up now, the same way;
+        then the log page is mounted below the blueprint's prefix."""
+        app = t.cast(Flask, setup.app)
+        if "posweb" not in app.extensions:
+            self._set_up(app)
+        state = get_state(app)
+        if state.blueprint is not self.blueprint:
+            raise ConfigurationError("Flask-PosWeb is already set up on this app.")
+        if state.settings.dashboard is not None:
+            register_dashboard(state, setup.url_prefix or "")
 
 
 def _check_signature(

@@ -15,9 +15,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .auth.verification import ApiKeyVerifier
-from .auth.verification import BasicVerifier
-from .auth.verification import BearerVerifier
 from .exceptions import PosWebError
 from .exceptions import UnknownEventError
 from .state import get_state
@@ -119,15 +116,12 @@ def auth_headers(
     settings = get_state().settings
     if key is not None:
         return {settings.api_key_header: key}
-    verifiers = settings.authenticator.verifiers if settings.authenticator else ()
-    for verifier in verifiers:
-        if isinstance(verifier, ApiKeyVerifier):
-            return {verifier.header: verifier.keys[0]}
-        if isinstance(verifier, BasicVerifier):
-            return {"Authorization": basic_header(verifier.accepted[0])}
-        if isinstance(verifier, BearerVerifier):
-            client_id, secrets = next(iter(verifier.authority.clients.items()))
-            return {"Authorization": "Bearer " + fetch_token(client_id, secrets[-1])}
+    if settings.api_keys:
+        return {settings.api_key_header: settings.api_keys[0]}
+    for user, passwords in settings.basic_auth.items():
+        return {"Authorization": basic_header(f"{user}:{passwords[0]}")}
+    for client_id, secrets in settings.oauth_clients.items():
+        return {"Authorization": "Bearer " + fetch_token(client_id, secrets[-1])}
     return {}
 
 

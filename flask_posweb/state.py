@@ -1,76 +1,88 @@
 """What Flask-PosWeb keeps for one app, at ``app.extensions["posweb"]``.
 
+Built once, when the extension is set up on the app (see
+:meth:`~flask_posweb.PosWeb.init_app`), from the app's settings: who may post
+(the authenticator), the inbox and the app's dispatch. Nothing changes it
+afterwards; where the blueprint is mounted is read from the app's URL map.
+
 .. versionadded:: 0.1
 """
 
 from __future__ import annotations
 
 import typing as t
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
 
+from flask import Blueprint
 from flask import Flask
 from flask import current_app
 
+from .auth.credentials import Credentials
+from .auth.tokens import TokenAuthority
+from .auth.verification import Authenticator
+from .auth.verification import Mode as AuthMode
 from .config import Settings
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.modes import MODES
 from .dispatch.modes import Mode
-from .dispatch.runner import BackgroundRunner
+from .dispatch.service import Dispatch
 from .exceptions import ConfigurationError
-from .inbox import Inbox
-from .loyalty.memory import LoyaltyMemory
 
 if t.TYPE_CHECKING:
-    from .extension import PosWeb
-    from .web.throttle import Throttle
+    from .inbox import Inbox
 
 __all__ = ["PosWebState", "get_state"]
 
+#: A loyalty call's provider: takes the call, returns the answer.
+Provider = Callable[..., t.Any]
+
 
 class PosWebState:
-    """The settings, inbox and dispatchers of one app.
+    """The settings, authenticator, inbox and dispatch of one app.
 
-    :param extension: the :class:`~flask_posweb.PosWeb` whose blueprint was registered.
+    :param blueprint: the blueprint whose registration set the app up.
+    :param providers: the loyalty providers, by call name (live: one added
+        later counts).
     """
 
-    def __init__(self, extension: PosWeb, app: Flask, settings: Settings) -> None:
-        self.extension = extension
+    def __init__(
+        self,
+        app: Flask,
+        blueprint: Blueprint,
+        settings: Settings,
+        *,
+        providers: Mapping[str, Provider],
+    ) -> None:
         self.app = app
+        self.blueprint = blueprint
         self.settings = settings
-        self.mode: Mode = _mode(settings.dispatch)()
-        self.inbox: Inbox | None = None
-        self.dispatcher: Dispatcher | None = None
-        self.loyalty: LoyaltyMemory | None = None
-        self.background: BackgroundRunner | None = None
-        #: Failed token requests, when the app has Flask-Limiter (see ``web/throttle.py``).
-        self.throttle: Throttle | None = None
-        #: Where the blueprint is mounted on this app; requests under these
-        #: prefixes that match no route are answered in JSON.
-        self.prefixes: list[str] = []
-        #: Under these, routing errors are left to the host (HTML pages of ours).
-        self.html_prefixes: list[str] = []
-        #: Whether a request has looked for an app-wide CSRF protection set up
-        #: after the blueprint (see :func:`~flask_posweb.web.views.exempt_from_app_csrf`).
-        self.csrf_checked = False
-        if settings.inbox:
-            # No URL with TESTING on: a private temporary file per app object.
-            self.inbox = Inbox.from_url(
-                settings.database_url or "sqlite://",
-                timeout=settings.database_timeout,
-                name=settings.inbox_name,
-                duplicate_window=settings.duplicate_window,
+        self.providers = providers
+        #: Issues and reads access tokens; ``None`` when OAuth is off.
+        self.tokens = (
+            TokenAuthority(settings.signing_keys, settings.token_ttl) if settings.oauth else None
+        )
+        #: ``None`` only with ``POSWEB_NO_AUTH``.
+        self.authenticator = None if settings.no_auth else _authenticator(settings, self.tokens)
+        self.inbox: Inbox | None = _open_inbox(settings) if settings.inbox else None
+        self.dispatch: Dispatch | None = None
+        if self.inbox is not None:
+            self.dispatch = Dispatch(
+                app,
+                self.inbox,
+                settings,
+                _mode(settings.dispatch),
+                background=not settings.testing,
             )
-            self.dispatcher = Dispatcher(app, self.inbox, settings)
-            self.loyalty = LoyaltyMemory(self.inbox)
-            if self.mode.runs_background(settings) and not settings.testing:
-                self.background = BackgroundRunner(self)
-            self.mode.setup(self)
+
+    # -- where the blueprint is --------------------------------------------------------
 
     @property
     def mounts(self) -> list[str]:
         """The names the blueprint is registered under in the app, first first
         (``posweb`` unless registered with ``name=``, or nested)."""
-        ours = self.extension.blueprint
-        return [name for name, bp in self.app.blueprints.items() if bp is ours]
+        return [name for name, bp in self.app.blueprints.items() if bp is self.blueprint]
 
     def endpoint(self, name: str) -> str:
         """The app's endpoint for the blueprint's ``name``, under its first
@@ -84,22 +96,22 @@ class PosWebState:
 
         :raises KeyError: the blueprint has no such endpoint.
         """
-        return next(self.app.url_map.iter_rules(self.endpoint(name))).rule
+        try:
+            return next(self.app.url_map.iter_rules(self.endpoint(name))).rule
+        except (IndexError, StopIteration):
+            raise KeyError(name) from None
 
-    def answers_for(self, path: str) -> bool:
-        """Whether a request for ``path`` that matched no route is ours to answer."""
+    def prefixes(self) -> Iterator[str]:
+        """Where the blueprint is mounted: each registration's URL prefix, up to
+        its first variable part (``/dealpos/`` for ``/dealpos/<merchant>``)."""
+        suffix = "/oauth/token"  # a rule every registration has
+        mounts = set(self.mounts)
+        for rule in self.app.url_map.iter_rules():
+            mount, _, endpoint = rule.endpoint.rpartition(".")
+            if mount in mounts and endpoint == "oauth_token":
+                yield rule.rule.removesuffix(suffix).partition("<")[0] or "/"
 
-        def under(prefix: str) -> bool:
-            return path == prefix or path.startswith(prefix.rstrip("/") + "/")
-
-        return any(map(under, self.prefixes)) and not any(map(under, self.html_prefixes))
-
-    def close(self) -> None:
-        """Stop the background dispatcher and close the inbox's connections."""
-        if self.background is not None:
-            self.background.stop()
-        if self.inbox is not None:
-            self.inbox.close()
+    # -- what it needs -----------------------------------------------------------------
 
     def require_inbox(self) -> Inbox:
         """The inbox, for commands that need one.
@@ -110,27 +122,65 @@ class PosWebState:
             raise ConfigurationError("This needs the inbox: set POSWEB_INBOX = True.")
         return self.inbox
 
+    def require_dispatch(self) -> Dispatch:
+        """The app's dispatch of stored deliveries.
+
+        :raises ConfigurationError: ``POSWEB_INBOX`` is off.
+        """
+        self.require_inbox()
+        assert self.dispatch is not None
+        return self.dispatch
+
     def require_dispatcher(self) -> Dispatcher:
         """The dispatcher of stored deliveries.
 
         :raises ConfigurationError: ``POSWEB_INBOX`` is off.
         """
-        self.require_inbox()
-        assert self.dispatcher is not None
-        return self.dispatcher
+        return self.require_dispatch().dispatcher
 
-    def housekeep(self) -> dict[str, int]:
-        """Apply every retention rule once (deliveries, duplicate scopes, loyalty answers)."""
-        deleted = self.require_inbox().housekeep(self.settings.retention)
-        assert self.loyalty is not None
-        deleted["loyalty answers"] = self.loyalty.housekeep(self.settings.loyalty_retention)
-        return deleted
+    def close(self) -> None:
+        """Stop the background dispatcher and close the inbox's connections."""
+        if self.dispatch is not None:
+            self.dispatch.close()
+        if self.inbox is not None:
+            self.inbox.close()
 
 
-def _mode(name: str) -> type[Mode]:
+def _open_inbox(settings: Settings) -> Inbox:
+    # Here, not at the top: only an app with an inbox imports SQLAlchemy.
+    from .inbox.store import Inbox
+
+    # No URL with TESTING on: a private temporary file per app object.
+    return Inbox.from_url(
+        settings.database_url or "sqlite://",
+        timeout=settings.database_timeout,
+        name=settings.inbox_name,
+        duplicate_window=settings.duplicate_window,
+    )
+
+
+def _mode(name: str) -> Mode:
     if name == "celery" and name not in MODES:
-        from .dispatch import celery  # noqa: F401  (registers the mode: imports Celery)
-    return MODES[name]
+        # Here, not at the top: only Celery mode imports Celery (it registers the mode).
+        from .dispatch import celery  # noqa: F401
+    return MODES[name]()
+
+
+def _authenticator(settings: Settings, tokens: TokenAuthority | None) -> Authenticator:
+    own = Credentials(
+        None,
+        api_keys=settings.api_keys,
+        basic=settings.basic_auth,
+        oauth_clients=settings.oauth_clients,
+    )
+    modes: list[AuthMode] = []
+    if settings.api_keys:
+        modes.append("api_key")
+    if settings.basic_auth:
+        modes.append("basic")
+    if tokens is not None:
+        modes.append("bearer")
+    return Authenticator(own, None, modes, api_key_header=settings.api_key_header, tokens=tokens)
 
 
 def get_state(app: Flask | None = None) -> PosWebState:

@@ -180,4 +180,4 @@ def drain(app: Flask, *, failed: bool = True) -> int:
     state = get_state(app)
     if failed:
         state.require_inbox().hurry(Filter())
-    return Runner(state).drain()
+    return Runner(state.require_dispatcher()).drain()

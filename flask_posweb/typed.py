@@ -1,6 +1,6 @@
 """Typed payloads of the DealPOS events: ``WebhookEvent[PaymentCreated]``.
 
-Generated from the catalogue by ``python -m flask_posweb.schemas.typedicts``;
+Generated from the catalogue by ``python -m flask_posweb.typedicts``;
 do not edit. A field is ``NotRequired`` unless its presence is enforced (only
 Invoice Payment's marks are exact); unknown fields are kept in ``event.data``
 but not named here.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pathlib
+import shutil
 import threading
 import typing as t
 from collections.abc import Callable
@@ -21,8 +22,8 @@ from flask import Flask
 from flask_posweb import PosWeb
 from flask_posweb.inbox import Inbox
 from flask_posweb.inbox import ReceiverSet
-from flask_posweb.inbox.database import metadata
 from flask_posweb.inbox.migrations import VERSION_TABLE
+from flask_posweb.inbox.tables import metadata
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
 
@@ -72,6 +73,19 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += dt.timedelta(seconds=seconds)
+
+    def monotonic(self) -> float:
+        """The same time as seconds, for what a monotonic clock measures (leases)."""
+        return (self.now - dt.datetime(2026, 1, 1)).total_seconds()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that needs root or Graphviz says so, and fails (never skips) without it:
+    ``.ci/run`` provides both."""
+    if item.get_closest_marker("root") and os.geteuid() != 0:
+        pytest.fail("needs root (it mounts filesystems or drives PostgreSQL), as .ci/run has")
+    if item.get_closest_marker("graphviz") and shutil.which("dot") is None:
+        pytest.fail("needs Graphviz's dot: apt-get install graphviz (.ci/run installs it)")
 
 
 @pytest.fixture

@@ -167,7 +167,7 @@ def payment(n: int, tag: str = "") -> bytes:
 
 def stored_by_body(inbox: Inbox) -> dict[bytes, Delivery]:
     accepted = Filter(event=["payment_created"], status=["pending", "failed", "processed", "dead"])
-    return {d.raw: d for d in inbox.list(accepted, limit=None)}
+    return {d.raw: d for d in inbox.deliveries(accepted, limit=None)}
 
 
 def assert_every_200_processed_once(

@@ -12,6 +12,7 @@ import os
 import pathlib
 import typing as t
 import warnings
+import weakref
 
 import pytest
 from flask import Flask
@@ -30,13 +31,16 @@ from flask_posweb.testing import drain
 
 from .conftest import KEY
 
+#: The extension of each app :func:`build` made.
+EXTENSIONS: weakref.WeakKeyDictionary[Flask, PosWeb] = weakref.WeakKeyDictionary()
+
 
 def build(tmp_path: pathlib.Path, **config: t.Any) -> Flask:
     """An app with its own instance folder and only the given configuration."""
     app = Flask("shop", instance_path=str(tmp_path / "instance"))
     app.config.update({"POSWEB_API_KEYS": [KEY], **config})
     app.test_client_class = PosWebClient
-    PosWeb(app)
+    EXTENSIONS[app] = PosWeb(app)
     return app
 
 
@@ -178,7 +182,7 @@ def test_a_testing_app_has_a_private_inbox(tmp_path: pathlib.Path) -> None:
 def test_the_private_inbox_is_gone_when_the_app_is_closed(tmp_path: pathlib.Path) -> None:
     app = build(tmp_path, TESTING=True)
     app.test_client().deliver("payment_created")
-    path = get_state(app).require_inbox().engines.durable.url.database
+    path = get_state(app).require_inbox().database.engines.durable.url.database
     assert path and os.path.exists(path)
     close(app)
     assert not os.path.exists(path)
@@ -199,10 +203,10 @@ def test_an_explicit_url_is_honoured_when_testing(tmp_path: pathlib.Path) -> Non
 def test_no_background_thread_runs_when_testing(tmp_path: pathlib.Path, dispatch: str) -> None:
     app = build(tmp_path, TESTING=True, POSWEB_DISPATCH=dispatch)
     app.test_client().deliver("payment_created")
-    assert get_state(app).background is None
+    assert get_state(app).require_dispatch().background is None
     close(app)
     app = build(tmp_path / "live", POSWEB_DISPATCH=dispatch)
-    assert get_state(app).background is not None
+    assert get_state(app).require_dispatch().background is not None
     close(app)
 
 
@@ -217,7 +221,7 @@ def test_a_zero_backoff_is_for_tests_only(tmp_path: pathlib.Path) -> None:
 def test_drain_runs_a_failed_delivery_now(tmp_path: pathlib.Path) -> None:
     """0.1's drain skipped a failed delivery until its backoff: retries were untestable."""
     app = build(tmp_path, TESTING=True, POSWEB_DISPATCH="worker")
-    posweb: PosWeb = get_state(app).extension
+    posweb = EXTENSIONS[app]
     calls: list[str] = []
 
     @posweb.on("payment_created")
@@ -234,7 +238,7 @@ def test_drain_runs_a_failed_delivery_now(tmp_path: pathlib.Path) -> None:
     assert drain(app) == 1
     assert inbox.counts()["processed"] == 1
     assert len(calls) == 2
-    assert [d.status for d in inbox.list(Filter())] == ["processed"]
+    assert [d.status for d in inbox.deliveries(Filter())] == ["processed"]
     close(app)
 
 
@@ -259,11 +263,11 @@ def test_captured_signals_yields_named_tuples(tmp_path: pathlib.Path) -> None:
 
 def test_the_public_read_api_reads_the_inbox(tmp_path: pathlib.Path) -> None:
     app = build(tmp_path, TESTING=True)
-    posweb: PosWeb = get_state(app).extension
+    posweb = EXTENSIONS[app]
     delivery_id = app.test_client().deliver("payment_created").headers.get("X-PosWeb-Delivery")
     with app.app_context():
         assert sum(posweb.inbox.counts().values()) == 1
-        (listed,) = posweb.inbox.list(Filter(event="payment_created"))
+        (listed,) = posweb.inbox.deliveries(Filter(event="payment_created"))
         assert posweb.inbox.get(listed.id) == listed
         if delivery_id is not None:
             assert str(listed.id) == delivery_id

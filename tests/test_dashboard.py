@@ -18,10 +18,10 @@ from werkzeug.datastructures import MultiDict
 from flask_posweb import ConfigurationError
 from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
+from flask_posweb.config import DashboardSettings
 from flask_posweb.dashboard import views
 from flask_posweb.dashboard.query import pretty_json
 from flask_posweb.dashboard.query import read_query
-from flask_posweb.dashboard.settings import DashboardSettings
 from flask_posweb.inbox import utcnow
 from flask_posweb.sending import sample
 from flask_posweb.state import get_state
@@ -143,7 +143,7 @@ def test_the_path_and_time_zone_are_settings(make_app: MakeApp) -> None:
     )
     client = client_of(app)
     deliver(client)
-    stored = get_state(app).require_inbox().list()[0].received_at
+    stored = get_state(app).require_inbox().deliveries()[0].received_at
     page = client.get("/dealpos/ops/deliveries/").get_data(as_text=True)
     local = stored + dt.timedelta(hours=7)  # WIB, no daylight saving
     assert f"{local:%Y-%m-%d %H:%M:%S} WIB" in page

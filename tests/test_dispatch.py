@@ -19,9 +19,12 @@ from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
 from flask_posweb import signals
 from flask_posweb.dispatch import dispatch_delivery
+from flask_posweb.dispatch.dispatcher import Dispatcher
 from flask_posweb.dispatch.receivers import receiver_set
+from flask_posweb.dispatch.runner import Runner
 from flask_posweb.inbox import Delivery
 from flask_posweb.inbox import Filter
+from flask_posweb.inbox import Inbox
 from flask_posweb.inbox import ReceiverSet
 from flask_posweb.schemas import OpenSchema
 from flask_posweb.sending import sample
@@ -31,6 +34,7 @@ from flask_posweb.testing import captured_signals
 from flask_posweb.testing import drain
 
 from .conftest import KEY
+from .conftest import Clock
 from .conftest import MakeApp
 from .conftest import run_together
 
@@ -97,7 +101,7 @@ def test_rejected_deliveries_are_kept_and_a_fixed_schema_accepts_them_again(
     body = b'{"ID": "p-9", "Amount": 10}'
     response = app.test_client().deliver("payment_created", body)  # type: ignore[attr-defined]
     assert response.status_code == 422
-    (row,) = get_state(app).require_inbox().list()
+    (row,) = get_state(app).require_inbox().deliveries()
     assert row.status == "rejected" and row.raw == body
     assert row.errors is not None and row.errors["InvoiceID"] == [
         "Missing data for required field."
@@ -175,7 +179,7 @@ def test_a_failed_delivery_waits_for_its_backoff(make_app: MakeApp, posweb: PosW
     app.test_client().deliver("payment_created")  # type: ignore[attr-defined]
     assert drain(app) == 1
     assert drain(app, failed=False) == 0  # an hour to go
-    delivery = get_state(app).require_inbox().list()[0]
+    delivery = get_state(app).require_inbox().deliveries()[0]
     assert delivery.status == "failed" and delivery.next_attempt_at is not None
     waited = (delivery.next_attempt_at - delivery.updated_at).total_seconds()
     assert 3590 < waited < 3610
@@ -287,89 +291,124 @@ def test_a_stored_delivery_that_no_longer_validates_is_rejected(
 
 
 # -- leases: Inbox 0.2, finding 4 ------------------------------------------------------
+# A dispatcher and an inbox on one clock that the test moves: no test sleeps
+# for a lease to pass.
 
 
-def test_a_long_dispatch_renews_its_lease(make_app: MakeApp, posweb: PosWeb) -> None:
-    # Margins of 0.7 s for the renewal (a loaded CI machine once missed 0.2 s).
-    app = make_app(POSWEB_LEASE=1.2, POSWEB_DISPATCH="worker")
+@dataclasses.dataclass
+class Leasing:
+    """An app's receivers, dispatched by a dispatcher of the test's own on the test's clock."""
+
+    app: Flask
+    inbox: Inbox
+    dispatcher: Dispatcher
+    clock: Clock
+
+    def store(self, event: str = "payment_created", body: bytes | None = None) -> int:
+        admission = self.inbox.admit(
+            event, body or sample(event), {}, receivers=expected(self.app, event)
+        )
+        return admission.delivery.id
+
+    def drain(self) -> int:
+        return Runner(self.dispatcher, "runner").drain()
+
+
+@pytest.fixture
+def leasing(
+    make_app: MakeApp, database_url: str, clock: Clock
+) -> t.Iterator[t.Callable[..., Leasing]]:
+    def setup(lease: float) -> Leasing:
+        app = make_app(POSWEB_LEASE=lease, POSWEB_DISPATCH="worker")
+        inbox = Inbox.from_url(database_url, clock=clock)
+        policy = get_state(app).settings
+        dispatcher = Dispatcher(app, inbox, policy, clock=clock.monotonic)
+        made.append(inbox)
+        return Leasing(app, inbox, dispatcher, clock)
+
+    made: list[Inbox] = []
+    yield setup
+    for inbox in made:
+        inbox.close()
+
+
+def test_a_long_dispatch_renews_its_lease(leasing: t.Any, posweb: PosWeb) -> None:
+    walk: Leasing = leasing(lease=120)
     leases: list[dt.datetime | None] = []
     intruder: list[Delivery | None] = []
 
-    def lease_of(sender: Flask, event: Event) -> dt.datetime | None:
+    def lease_of(event: Event) -> dt.datetime | None:
         assert event.id is not None
-        delivery = get_state(sender).require_inbox().get(event.id)
+        delivery = walk.inbox.get(event.id)
         return None if delivery is None else delivery.locked_until
 
     @posweb.on("payment_created")
     def slow(sender: Flask, event: Event, **extra: t.Any) -> None:
-        leases.append(lease_of(sender, event))
-        time.sleep(0.8)
+        leases.append(lease_of(event))
+        walk.clock.advance(80)  # two thirds of the lease
 
     @posweb.on("payment_created")
     def then_checks(sender: Flask, event: Event, **extra: t.Any) -> None:
-        leases.append(lease_of(sender, event))  # renewed before this receiver
-        time.sleep(0.5)  # past the first lease
+        leases.append(lease_of(event))  # renewed before this receiver
+        walk.clock.advance(50)  # past the first lease
         assert event.id is not None
-        inbox = get_state(sender).require_inbox()
-        acceptable = get_state(sender).require_dispatcher().acceptable()
-        intruder.append(inbox.claim(event.id, "intruder", 1, acceptable))
+        acceptable = walk.dispatcher.acceptable()
+        intruder.append(walk.inbox.claim(event.id, "intruder", 1, acceptable))
 
-    app.test_client().deliver("payment_created")  # type: ignore[attr-defined]
-    assert drain(app) == 1
+    delivery_id = walk.store()
+    assert walk.drain() == 1
     first, renewed = leases
-    assert first is not None and renewed is not None and renewed > first
+    assert first is not None and renewed is not None
+    assert renewed - first == dt.timedelta(seconds=80)  # renewed at the second receiver
     assert intruder == [None]
+    assert walk.inbox.get(delivery_id).status == "processed"  # type: ignore[union-attr]
 
 
-def test_no_receiver_runs_once_the_lease_is_known_lost(make_app: MakeApp, posweb: PosWeb) -> None:
+def test_no_receiver_runs_once_the_lease_is_known_lost(leasing: t.Any, posweb: PosWeb) -> None:
     """0.1 ran the remaining receivers after its lease was taken over."""
-    app = make_app(POSWEB_LEASE=0.4, POSWEB_DISPATCH="worker")
+    walk: Leasing = leasing(lease=120)
     ran: list[str] = []
 
     @posweb.on("payment_created")
     def slow(sender: Flask, event: Event, **extra: t.Any) -> None:
         ran.append("slow")
-        time.sleep(0.6)  # past the whole lease...
+        walk.clock.advance(130)  # past the whole lease...
         assert event.id is not None
-        inbox = get_state(sender).require_inbox()
-        acceptable = get_state(sender).require_dispatcher().acceptable()
         # ... and another dispatcher took the delivery over meanwhile.
-        assert inbox.claim(event.id, "other-dispatcher", 60, acceptable) is not None
+        acceptable = walk.dispatcher.acceptable()
+        assert walk.inbox.claim(event.id, "other-dispatcher", 600, acceptable) is not None
 
     @posweb.on("payment_created")
     def second(sender: Flask, event: Event, **extra: t.Any) -> None:
         ran.append("second")
 
-    with captured_signals(app, signals.webhook_processed) as processed:
-        app.test_client().deliver("payment_created")  # type: ignore[attr-defined]
-        assert drain(app) == 1
+    with captured_signals(walk.app, signals.webhook_processed) as processed:
+        walk.store()
+        assert walk.drain() == 1
     assert ran == ["slow"]  # "second" never ran here: the other dispatcher runs it
     assert processed == []  # and only the dispatcher whose outcome is recorded says so
-    delivery = get_state(app).require_inbox().list()[0]
+    delivery = walk.inbox.deliveries()[0]
     assert delivery.locked_by == "other-dispatcher" and delivery.outcomes == []
 
 
-def test_each_delivery_gets_its_own_lease_clock(make_app: MakeApp, posweb: PosWeb) -> None:
+def test_each_delivery_gets_its_own_lease_clock(leasing: t.Any, posweb: PosWeb) -> None:
     """0.1 leased a whole batch on one clock: late members ran twice."""
-    app = make_app(POSWEB_LEASE=0.5, POSWEB_DISPATCH="worker")
+    walk: Leasing = leasing(lease=50)
     starts: dict[int, float] = {}
 
     @posweb.on("shift_closed")
     def slowish(sender: Flask, event: Event, **extra: t.Any) -> None:
         assert event.id is not None
-        starts[event.id] = time.monotonic()
-        time.sleep(0.2)
+        starts[event.id] = walk.clock.monotonic()
+        walk.clock.advance(20)
 
-    client: PosWebClient = app.test_client()  # type: ignore[assignment]
-    answers = [client.deliver("shift_closed", {"ID": f"s{n}"}) for n in range(5)]
-    ids = [int(answer.headers["X-PosWeb-Delivery"]) for answer in answers]
-    taken_at = time.monotonic()
-    assert drain(app) == 5  # a second (five x 0.2 s): twice the lease for the last ones
-    inbox = get_state(app).require_inbox()
+    ids = [walk.store("shift_closed", f'{{"ID": "s{n}"}}'.encode()) for n in range(5)]
+    taken_at = walk.clock.monotonic()
+    assert walk.drain() == 5  # 100 s in all: twice the lease for the last ones
     for delivery_id in ids:
-        delivery = inbox.get(delivery_id)
+        delivery = walk.inbox.get(delivery_id)
         assert delivery is not None and delivery.status == "processed" and delivery.attempts == 1
-    assert starts[ids[-1]] - taken_at > 0.5  # the last one started after a first lease would end
+    assert starts[ids[-1]] - taken_at == 80  # the last one started after a first lease ended
 
 
 def test_webhook_processed_comes_from_the_dispatcher_that_recorded_it(
@@ -385,24 +424,26 @@ def test_webhook_processed_comes_from_the_dispatcher_that_recorded_it(
 
 
 def test_orphaned_deliveries_of_a_dead_process_are_picked_up(
-    make_app: MakeApp, posweb: PosWeb
+    leasing: t.Any, posweb: PosWeb
 ) -> None:
-    app = make_app(POSWEB_DISPATCH="worker")
+    walk: Leasing = leasing(lease=120)
     seen: list[int] = []
     posweb.on("payment_created")(lambda sender, event, **extra: seen.append(event.attempt))
-    state = get_state(app)
     # A request stored this delivery and died before running its receivers.
-    orphan = state.require_inbox().admit(
+    orphan = walk.inbox.admit(
         "payment_created",
         sample("payment_created"),
         {},
-        receivers=expected(app, "payment_created"),
+        receivers=expected(walk.app, "payment_created"),
         owner="dead",
-        lease=1.5,  # long enough for the drain below to come first, even on a loaded machine
+        lease=60,
     )
-    assert drain(app) == 0  # still leased to the dead request
-    wait_for(lambda: drain(app) == 1)
-    assert stored(app, orphan.delivery.id).status == "processed"
+    assert walk.drain() == 0  # still leased to the dead request
+    walk.clock.advance(59)
+    assert walk.drain() == 0
+    walk.clock.advance(2)  # its lease ran out
+    assert walk.drain() == 1
+    assert walk.inbox.get(orphan.delivery.id).status == "processed"  # type: ignore[union-attr]
     assert seen == [2]
 
 
@@ -411,5 +452,5 @@ def test_credentials_are_checked_before_anything_is_stored(
 ) -> None:
     response = client.deliver("payment_created", key="wrong-key-0123456789")
     assert response.status_code == 401
-    assert get_state(app).require_inbox().list() == []
+    assert get_state(app).require_inbox().deliveries() == []
     assert client.deliver("payment_created", key=KEY).status_code == 200

@@ -162,23 +162,42 @@ WITH_UNIT = [key for key, unit in UNITS.items() if unit == "duration with a unit
 NUMBERS = [key for key, unit in UNITS.items() if unit in ("count", "bytes")]
 
 
+def seconds_of(key: str, read: t.Any) -> float:
+    """The value of a duration ``key`` in ``read`` settings, in seconds."""
+    name = key.removeprefix("POSWEB_").lower()
+    where = {
+        "retention": ("retention", "processed"),
+        "dead_retention": ("retention", "dead"),
+        "rejected_max_age": ("retention", "rejected"),
+        "loyalty_retention": ("retention", "answers"),
+        "dashboard_search_range": ("dashboard", "search_range"),
+    }.get(name, (name,))
+    value = read
+    for attribute in where:
+        value = getattr(value, attribute)
+    return float(value)
+
+
 @pytest.mark.parametrize("key", DURATIONS + WITH_UNIT)
 def test_documented_durations_take_a_timedelta_or_a_string(key: str) -> None:
-    for value in ("90s", "1d12h", dt.timedelta(minutes=10)):
-        settings(**{key: value})
+    for value, seconds in (("90s", 90), ("1d12h", 129600), (dt.timedelta(minutes=10), 600)):
+        assert seconds_of(key, settings(**{key: value})) == seconds
     with pytest.raises(ConfigurationError, match=key):
         settings(**{key: "ten minutes"})
 
 
 @pytest.mark.parametrize("key", DURATIONS)
 def test_documented_durations_take_seconds(key: str) -> None:
-    settings(**{key: 90})
+    """A number, or a string of one (as environment variables give): seconds."""
+    for value in (90, 90.0, "90", " 90 "):
+        assert seconds_of(key, settings(**{key: value})) == 90
 
 
 @pytest.mark.parametrize("key", WITH_UNIT)
 def test_retention_keys_refuse_a_bare_number(key: str) -> None:
-    with pytest.raises(ConfigurationError, match="needs a unit"):
-        settings(**{key: 30})
+    for value in (30, "30"):  # is it seconds or days?
+        with pytest.raises(ConfigurationError, match="needs a unit"):
+            settings(**{key: value})
 
 
 def test_the_keys_documented_as_needing_a_unit_are_the_codes() -> None:
@@ -306,6 +325,7 @@ def test_every_command_and_option_is_documented() -> None:
 # -- the site --------------------------------------------------------------------------------
 
 
+@pytest.mark.graphviz
 def test_the_docs_build_without_a_warning(tmp_path: pathlib.Path) -> None:
     """``sphinx-build -W``: a bad reference, a page outside the toctree, a
     docstring that renders badly all fail here. The state diagram is drawn by

@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from flask_posweb import EVENTS
 from flask_posweb import PosWeb
 from flask_posweb.inbox import Inbox
 from flask_posweb.inbox.duplicates import Scope
-from flask_posweb.inbox.duplicates import resource_of
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
 
@@ -38,7 +38,8 @@ def windowed(database_url: str, clock: Clock) -> t.Iterator[Inbox]:
 
 def admit(inbox: Inbox, body: dict[str, t.Any], resource_key: str | None = "ID") -> t.Any:
     raw = json.dumps(body).encode()
-    resource = resource_of(body, resource_key)
+    # Product Updated's resource key is its ID; without one, the window alone decides.
+    resource = EVENTS["product_updated"].resource(body) if resource_key else None
     return inbox.admit("product_updated", raw, {}, receivers=LEDGER, resource=resource)
 
 
@@ -140,14 +141,16 @@ def test_postgresql_times_are_the_servers(database_url: str) -> None:
     try:
         statements: list[str] = []
         sa.event.listen(
-            inbox.engines.durable, "before_cursor_execute", lambda *a: statements.append(a[2])
+            inbox.database.engines.durable,
+            "before_cursor_execute",
+            lambda *a: statements.append(a[2]),
         )
         delivery = admit(inbox, A).delivery
         inserts = [s for s in statements if s.startswith("INSERT INTO posweb_deliveries")]
         server_clock = "now()" in inserts[0]
-        assert server_clock == (inbox.engines.dialect.name == "postgresql")
+        assert server_clock == (inbox.database.engines.dialect.name == "postgresql")
         if server_clock:
-            with inbox.engines.read.connect() as connection:
+            with inbox.database.engines.read.connect() as connection:
                 now = connection.execute(sa.text("SELECT timezone('UTC', now())")).scalar()
             assert abs(now - delivery.received_at) < dt.timedelta(seconds=30)
     finally:

@@ -173,7 +173,7 @@ def test_the_shop_runs_in_celery_mode(tmp_path: pathlib.Path) -> None:
         assert sent.returncode == 0 and sent.stdout.startswith("200 OK"), sent.stdout + sent.stderr
         inbox = Inbox.from_url(f"sqlite:///{shop / 'instance' / 'posweb.sqlite3'}")
         try:
-            (delivery,) = inbox.list()
+            (delivery,) = inbox.deliveries()
             processed = lambda: getattr(inbox.get(delivery.id), "status", None) == "processed"  # noqa: E731
             wait_for(processed, 120, "the Celery worker to process the delivery")
         finally:

@@ -127,14 +127,14 @@ def test_a_restart_with_orphans_needs_no_new_traffic(env: Env, inbox: Inbox) -> 
             os.kill(pid, signal.SIGKILL)
         server.wait(timeout=60)
         assert all(f.result(timeout=60) is None for f in pending)  # DealPOS saw no answer
-    orphans = inbox.list(Filter(event=["shift_closed"]))
+    orphans = inbox.deliveries(Filter(event=["shift_closed"]))
     assert len(orphans) == 4 and all(d.status == "pending" for d in orphans)  # stored first
     env["FAULT_SLOW_SECONDS"] = "0"
     restarted = gunicorn(env, port)  # its readiness check is GET /health: no webhook at all
     try:
         wait_for(
             lambda: all(
-                d.status == "processed" for d in inbox.list(Filter(event=["shift_closed"]))
+                d.status == "processed" for d in inbox.deliveries(Filter(event=["shift_closed"]))
             ),
             60,
             "the orphans to be processed",
@@ -227,6 +227,7 @@ def _store_outage(
     assert len([b for b, s in answered.items() if 200 in s]) == 40
 
 
+@pytest.mark.root
 def test_a_read_only_store_answers_503_then_recovers(env: Env, inbox: Inbox) -> None:
     """Inbox 0.2, finding 9: a read-only inbox folder answered 500."""
     _store_outage(
@@ -242,6 +243,7 @@ KEEPER = (
 )
 
 
+@pytest.mark.root
 def test_a_reader_pooled_while_read_only_does_not_fail_later_writes(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -320,6 +322,7 @@ def small_disk(env: Env, tmp_path: pathlib.Path) -> Iterator[None]:
         os.system(f"umount {folder}")
 
 
+@pytest.mark.root
 def test_a_full_disk_answers_503_then_recovers(env: Env, small_disk: None) -> None:
     inbox = Inbox.from_url(env["FAULT_DATABASE_URL"])
     try:
@@ -379,7 +382,7 @@ def _store_a_shift(env: Env) -> None:
 def test_a_dispatch_worker_killed_mid_delivery_is_replaced(env: Env, inbox: Inbox) -> None:
     env.update(FAULT_LEASE="1", FAULT_SLOW_SECONDS="30")
     _store_a_shift(env)
-    (delivery,) = inbox.list(Filter(event=["shift_closed"]))
+    (delivery,) = inbox.deliveries(Filter(event=["shift_closed"]))
     first = flask_command(env, "worker")
     wait_for(lambda: any(r == "slow-started" for _, r, _, _ in env.effects), 60, "the receiver")
     first.kill()  # SIGKILL, in the middle of the receiver
@@ -401,7 +404,7 @@ def test_sigterm_lets_a_worker_finish_the_delivery_in_hand(env: Env, inbox: Inbo
     wait_for(lambda: env.effects, 60, "the receiver")
     code, output = stop(worker)
     assert code == 0 and "Worker stopped." in output
-    (delivery,) = inbox.list(Filter(event=["shift_closed"]))
+    (delivery,) = inbox.deliveries(Filter(event=["shift_closed"]))
     assert delivery.status == "processed"
     assert [r for _, r, _, _ in env.effects] == ["slow-started", "slow-finished"]
 

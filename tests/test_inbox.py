@@ -164,7 +164,7 @@ def test_ids_are_never_given_twice(inbox: Inbox, clock: Clock) -> None:
         assert delivery is not None and inbox.finish(delivery, "w", [], "processed")
     clock.advance(3600)
     assert inbox.housekeep(Retention(60, 60, 60, 10))["processed"] == 3
-    assert inbox.list() == []
+    assert inbox.deliveries() == []
     new = admit(inbox, b"new").delivery
     assert new.id > max(ids)
 
@@ -232,12 +232,12 @@ def test_reads_never_wait_for_a_writer(database_url: str, clock: Clock) -> None:
             entered.set()
             release.wait(30)
 
-        writer = threading.Thread(target=inbox._write, args=(hold,))
+        writer = threading.Thread(target=inbox.database.write, args=(hold,))
         writer.start()
         assert entered.wait(30)
         started = time.monotonic()
         try:
-            counts, listed = inbox.counts(), inbox.list()
+            counts, listed = inbox.counts(), inbox.deliveries()
         finally:
             release.set()
             writer.join()
@@ -260,9 +260,10 @@ def test_housekeeping_deletes_only_finished_deliveries(inbox: Inbox, clock: Cloc
     # The scopes of deleted deliveries go with them; those of the others once
     # they are past the duplicate window.
     assert deleted == {
-        "processed": 1, "unhandled": 1, "dead": 1, "rejected": 1, "duplicates": 2
+        "processed": 1, "unhandled": 1, "dead": 1, "rejected": 1, "duplicates": 2,
+        "loyalty answers": 0,
     }  # fmt: skip
-    left = {d.id for d in inbox.list()}
+    left = {d.id for d in inbox.deliveries()}
     assert left == {rows["failed"], rows["pending"]}  # still to be retried: never deleted
 
 
@@ -279,7 +280,7 @@ def test_rejected_ones_are_trimmed_to_their_count(inbox: Inbox) -> None:
     for n in range(5):
         inbox.reject("payment_created", f"bad {n}".encode(), {}, {"_body": ["x"]})
     assert inbox.housekeep(Retention(86400, 86400, 86400, 2))["rejected"] == 3
-    assert [d.raw for d in inbox.list()] == [b"bad 4", b"bad 3"]
+    assert [d.raw for d in inbox.deliveries()] == [b"bad 4", b"bad 3"]
 
 
 def test_housekeeping_works_in_bounded_batches(inbox: Inbox, clock: Clock) -> None:
@@ -289,7 +290,7 @@ def test_housekeeping_works_in_bounded_batches(inbox: Inbox, clock: Clock) -> No
     clock.advance(86401)
     statements: list[str] = []
     sa.event.listen(
-        inbox.engines.durable, "before_cursor_execute", lambda *a: statements.append(a[2])
+        inbox.database.engines.durable, "before_cursor_execute", lambda *a: statements.append(a[2])
     )
     assert inbox.housekeep(Retention(86400, 86400, 86400, 10), batch=3)["processed"] == 7
     deletes = [s for s in statements if s.startswith("DELETE FROM posweb_deliveries")]
@@ -299,7 +300,11 @@ def test_housekeeping_works_in_bounded_batches(inbox: Inbox, clock: Clock) -> No
 def test_every_statement_goes_through_sqlalchemy(inbox: Inbox) -> None:
     """Inbox 0.2: no statement on the driver's cursor behind SQLAlchemy's back."""
     seen: list[str] = []
-    for engine in {inbox.engines.read, inbox.engines.durable, inbox.engines.relaxed}:
+    for engine in {
+        inbox.database.engines.read,
+        inbox.database.engines.durable,
+        inbox.database.engines.relaxed,
+    }:
         sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
     delivery = admit(inbox, owner="w", lease=60).delivery
     inbox.finish(delivery, "w", [outcome("ledger", True)], "processed")
@@ -313,6 +318,7 @@ def test_every_statement_goes_through_sqlalchemy(inbox: Inbox) -> None:
 # -- a store that cannot write: 503 (tested through the app in test_store_faults.py) --
 
 
+@pytest.mark.root
 def test_a_read_only_folder_is_a_store_error(tmp_path: t.Any) -> None:
     """Inbox 0.2, finding 9: 0.1 let the lock file's OSError escape (a 500)."""
     folder = tmp_path / "ro"
@@ -361,6 +367,77 @@ def test_the_timeout_bounds_the_whole_wait(tmp_path: t.Any) -> None:
     store.close()
 
 
+@contextlib.contextmanager
+def foreign_write_lock(url: str, seconds: float) -> t.Iterator[None]:
+    """A connection that is not the inbox's (a backup, the ``sqlite3`` shell, the
+    host's own code) holds the database's write lock for ``seconds``."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.connection.driver_connection.isolation_level = None  # type: ignore[union-attr]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
+            connection.exec_driver_sql("LOCK TABLE posweb_deliveries IN EXCLUSIVE MODE")
+        release = threading.Timer(seconds, lambda: None)
+        release.start()
+        try:
+            yield
+        finally:
+            release.join()
+            connection.exec_driver_sql("ROLLBACK")
+    engine.dispose()
+
+
+def test_a_foreign_lock_is_bounded_by_the_timeout(database_url: str) -> None:
+    """Operations: with a 1 s timeout and the lock held 5 s by another connection,
+    0.2's deliveries got their 503 after 1.0, 4.0, 5.0 and 5.5 s."""
+    store = Inbox.from_url(database_url, timeout=1)
+    assert admit(store, b"before").new  # the tables and the receiver set exist
+    waited: list[float] = []
+
+    def write() -> None:
+        started = time.monotonic()
+        with pytest.raises(StoreError):
+            admit(store, f"{threading.get_ident()}".encode())
+        waited.append(time.monotonic() - started)
+
+    with foreign_write_lock(database_url, 4):
+        run_together(write, 4)
+    assert len(waited) == 4 and all(0.9 < w < 2 for w in waited), waited
+    assert admit(store, b"after").new
+    assert [d.raw for d in store.deliveries()] == [b"after", b"before"]  # none of the others
+    store.close()
+
+
+def test_each_write_waits_by_its_own_deadline(database_url: str) -> None:
+    """Pallets-grade details: a 1 s write queued behind a 3 s one waited 2.95 s, and
+    the PostgreSQL writer ignored the deadline."""
+    store = Inbox.from_url(database_url, timeout=5)
+    assert admit(store, b"before").new
+    outcomes: dict[str, tuple[str, float]] = {}
+
+    def write(name: str, seconds: float) -> None:
+        started = time.monotonic()
+        try:
+            admit(store, name.encode(), deadline=Deadline(seconds))
+            outcome = "stored"
+        except StoreError:
+            outcome = "refused"
+        outcomes[name] = (outcome, time.monotonic() - started)
+
+    long = threading.Thread(target=write, args=("long", 4))
+    with foreign_write_lock(database_url, 2):
+        long.start()
+        time.sleep(0.1)  # the long one leads, waiting for the lock
+        write("short", 0.8)
+    long.join()
+    assert outcomes["short"][0] == "refused" and 0.7 < outcomes["short"][1] < 1.5, outcomes
+    assert outcomes["long"][0] == "stored" and outcomes["long"][1] > 1.8, outcomes
+    assert [d.raw for d in store.deliveries()] == [b"long", b"before"]
+    store.close()
+
+
 def test_a_deadline_is_shared_by_every_wait_of_one_request() -> None:
     deadline = Deadline(0.2)
     time.sleep(0.1)
@@ -374,7 +451,7 @@ def test_the_disk_full_is_a_store_error(tmp_path: t.Any) -> None:
     store.counts()
     store.close()
 
-    @sa.event.listens_for(store.engines.durable, "connect")
+    @sa.event.listens_for(store.database.engines.durable, "connect")
     def full(dbapi_connection: t.Any, _record: t.Any) -> None:
         # SQLite's own way to say "disk full": no page may be added.
         pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
@@ -398,8 +475,8 @@ def test_rows_stored_at_the_same_moment_share_one_commit(tmp_path: t.Any) -> Non
     store = Inbox.from_url(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
     store.counts()
     commits: list[int] = []
-    sa.event.listen(store.engines.durable, "commit", lambda connection: commits.append(1))
-    writer = store._writer
+    sa.event.listen(store.database.engines.durable, "commit", lambda connection: commits.append(1))
+    writer = store.database.writer
     assert isinstance(writer, SQLiteWriter)
     channel = writer._durable
     pool = concurrent.futures.ThreadPoolExecutor(8)
@@ -421,7 +498,7 @@ def test_one_bad_write_does_not_fail_its_neighbours(tmp_path: t.Any) -> None:
     """Inbox 0.2, finding 7: in 0.1 one bad row failed the whole group commit."""
     store = Inbox.from_url(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
     store.counts()
-    channel = t.cast(SQLiteWriter, store._writer)._durable
+    channel = t.cast(SQLiteWriter, store.database.writer)._durable
 
     def poisoned(connection: sa.Connection) -> None:
         connection.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
@@ -429,7 +506,7 @@ def test_one_bad_write_does_not_fail_its_neighbours(tmp_path: t.Any) -> None:
     pool = concurrent.futures.ThreadPoolExecutor(8)
     with channel._leader:
         futures = [pool.submit(admit, store, f"{n}".encode()) for n in range(7)]
-        futures.append(pool.submit(store._write, poisoned))
+        futures.append(pool.submit(store.database.write, poisoned))
         deadline = time.monotonic() + 30
         while len(channel._queue) < 8:
             assert time.monotonic() < deadline
@@ -445,20 +522,24 @@ def test_outcomes_are_written_without_waiting_for_the_disk(inbox: Inbox) -> None
     """Deliveries on the durable engine; receivers' outcomes on the relaxed one."""
     durable: list[str] = []
     relaxed: list[str] = []
-    sa.event.listen(inbox.engines.durable, "before_cursor_execute", lambda *a: durable.append(a[2]))
-    sa.event.listen(inbox.engines.relaxed, "before_cursor_execute", lambda *a: relaxed.append(a[2]))
+    sa.event.listen(
+        inbox.database.engines.durable, "before_cursor_execute", lambda *a: durable.append(a[2])
+    )
+    sa.event.listen(
+        inbox.database.engines.relaxed, "before_cursor_execute", lambda *a: relaxed.append(a[2])
+    )
     delivery = admit(inbox, owner="me", lease=60).delivery
     inbox.finish(delivery, "me", [outcome("a", True)], "processed")
     assert any(s.startswith("INSERT INTO posweb_deliveries") for s in durable)
     assert not any(s.startswith("INSERT") for s in relaxed)
     assert any(s.startswith("UPDATE posweb_deliveries") for s in relaxed)
-    with inbox.engines.relaxed.connect() as connection:
-        if inbox.engines.dialect.name == "sqlite":
+    with inbox.database.engines.relaxed.connect() as connection:
+        if inbox.database.engines.dialect.name == "sqlite":
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         else:
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
-    with inbox.engines.durable.connect() as connection:
-        if inbox.engines.dialect.name == "sqlite":
+    with inbox.database.engines.durable.connect() as connection:
+        if inbox.database.engines.dialect.name == "sqlite":
             assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         else:
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
@@ -468,12 +549,12 @@ def test_filters_combine_and_find_text_in_bodies(inbox: Inbox, clock: Clock) -> 
     kopi = admit(inbox, b'{"Name": "Kopi Susu"}').delivery
     clock.advance(3600)
     admit(inbox, b'{"Name": "Teh Tarik"}')
-    assert [d.id for d in inbox.list(Filter(text="Kopi"))] == [kopi.id]
+    assert [d.id for d in inbox.deliveries(Filter(text="Kopi"))] == [kopi.id]
     assert inbox.counts(Filter(text="a"))["pending"] == 2
     later = Filter(text="Kopi", since=kopi.received_at + dt.timedelta(minutes=1))
-    assert inbox.list(later) == []
-    assert [d.id for d in inbox.list(Filter(event=["payment_created"]), limit=1)] != [kopi.id]
-    assert [d.id for d in inbox.list(before=kopi.id + 1)] == [kopi.id]
+    assert inbox.deliveries(later) == []
+    assert [d.id for d in inbox.deliveries(Filter(event=["payment_created"]), limit=1)] != [kopi.id]
+    assert [d.id for d in inbox.deliveries(before=kopi.id + 1)] == [kopi.id]
 
 
 def test_an_unavailable_store_logs_the_drivers_reason(

@@ -220,9 +220,9 @@ def test_order_complete_is_computed_once_per_order(
     assert first.json == again.json == {"reward": 68}
     assert provider.calls == 1
     assert [kwargs["replayed"] for _, kwargs in answered] == [False, True]
-    memory = get_state(app).loyalty
+    memory = get_state(app).require_inbox().answers
     assert memory is not None
-    (row,) = memory.list()
+    (row,) = memory.recent()
     assert row.call == "order_complete" and row.answer == {"reward": 68}
     assert (
         row.status == "answered"
@@ -239,7 +239,7 @@ def test_remembered_answers_are_not_deliveries(
     posweb.loyalty.order_complete(provider)
     assert client.call_loyalty("order_complete").status_code == 500  # remembered as failed
     inbox = get_state(app).require_inbox()
-    assert inbox.list() == [] and sum(inbox.counts().values()) == 0
+    assert inbox.deliveries() == [] and sum(inbox.counts().values()) == 0
     runner = app.test_cli_runner()
     assert runner.invoke(args=["posweb", "replay", "--failed"]).exit_code == 0
     assert runner.invoke(args=["posweb", "replay", "--rejected"]).exit_code == 0
@@ -295,9 +295,9 @@ def test_remembered_answers_are_kept_for_their_own_retention(
     app = make_app(POSWEB_LOYALTY_RETENTION="1d")
     posweb.loyalty.order_complete(Counter())
     PosWebClient(app).call_loyalty("order_complete")
-    memory = get_state(app).loyalty
+    memory = get_state(app).require_inbox().answers
     assert memory is not None and memory.housekeep(86400) == 0
-    assert memory.housekeep(0) == 1 and memory.list() == []
+    assert memory.housekeep(0) == 1 and memory.recent() == []
 
 
 def test_a_failed_order_is_asked_again(client: PosWebClient, posweb: PosWeb) -> None:

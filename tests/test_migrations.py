@@ -17,10 +17,10 @@ from flask import Flask
 
 from flask_posweb import PosWeb
 from flask_posweb.inbox import Inbox
-from flask_posweb.inbox.database import metadata
 from flask_posweb.inbox.migrations import VERSION_TABLE
 from flask_posweb.inbox.migrations import _config
 from flask_posweb.inbox.migrations import head
+from flask_posweb.inbox.tables import metadata
 from flask_posweb.sending import sample
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
@@ -85,9 +85,9 @@ def create_0_1_store(url: str) -> None:
 def test_a_new_store_is_created_at_the_latest_revision(database_url: str) -> None:
     inbox = Inbox.from_url(database_url)
     try:
-        assert inbox.layout.current() is None
+        assert inbox.database.revision() is None
         assert inbox.counts()["pending"] == 0  # first use
-        assert inbox.layout.current() == head()
+        assert inbox.database.revision() == head()
     finally:
         inbox.close()
 
@@ -98,8 +98,8 @@ def test_the_tables_are_what_the_migrations_make(database_url: str) -> None:
     create_0_1_store(database_url)
     inbox = Inbox.from_url(database_url)
     try:
-        assert inbox.layout.upgrade() == ("0001", head())
-        with inbox.engines.read.connect() as connection:
+        assert inbox.database.upgrade() == ("0001", head())
+        with inbox.database.engines.read.connect() as connection:
 
             def ours(name: str | None, kind: str, parents: t.Any) -> bool:
                 return kind != "table" or (
@@ -137,7 +137,7 @@ def test_the_0_1_layout_upgrades_with_its_data(
     )
 
     inbox = get_state(app).require_inbox()
-    rows = {d.id: d for d in inbox.list()}
+    rows = {d.id: d for d in inbox.deliveries()}
     assert sorted(rows) == [10, 20, 30]  # the loyalty answer moved out of the deliveries
     processed = rows[10]
     assert (processed.status, processed.inbox, processed.receiver_set) == (
@@ -148,7 +148,7 @@ def test_the_0_1_layout_upgrades_with_its_data(
     assert processed.outcomes[0]["receiver"] == "shop.record" and processed.received_at == T0
     assert rows[20].status == "failed" and rows[30].errors == {"InvoiceID": ["Missing"]}
     assert inbox.counts()["failed"] == 1
-    remembered = get_state(app).loyalty.get("order_complete", "id:ord-9")  # type: ignore[union-attr]
+    remembered = get_state(app).require_inbox().answers.get("order_complete", "id:ord-9")  # type: ignore[union-attr]
     assert remembered is not None and remembered.answer == {"reward": 68}
     assert remembered.status == "answered"
 
@@ -161,8 +161,8 @@ def test_downgrade_and_upgrade_again_keep_the_data(database_url: str) -> None:
     create_0_1_store(database_url)
     inbox = Inbox.from_url(database_url)
     try:
-        inbox.layout.upgrade()
-        assert inbox.layout.downgrade("0001") == (head(), "0001")
+        inbox.database.upgrade()
+        assert inbox.database.downgrade("0001") == (head(), "0001")
         engine = engine_of(database_url)
         with engine.connect() as connection:
             rows = connection.execute(
@@ -174,8 +174,8 @@ def test_downgrade_and_upgrade_again_keep_the_data(database_url: str) -> None:
         ]  # fmt: skip
         answer = rows[3].answer if isinstance(rows[3].answer, dict) else json.loads(rows[3].answer)
         assert answer == {"reward": 68}
-        assert inbox.layout.upgrade() == ("0001", head())
-        assert len(inbox.list()) == 3
+        assert inbox.database.upgrade() == ("0001", head())
+        assert len(inbox.deliveries()) == 3
     finally:
         inbox.close()
 
@@ -183,7 +183,7 @@ def test_downgrade_and_upgrade_again_keep_the_data(database_url: str) -> None:
 def test_a_store_ahead_of_the_code_is_refused_too(database_url: str, make_app: MakeApp) -> None:
     inbox = Inbox.from_url(database_url)
     inbox.counts()
-    with inbox.engines.durable.begin() as connection:
+    with inbox.database.engines.durable.begin() as connection:
         connection.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))
     inbox.close()
     app = make_app(POSWEB_DATABASE_URL=database_url)
@@ -194,7 +194,7 @@ def test_a_store_ahead_of_the_code_is_refused_too(database_url: str, make_app: M
 def test_our_version_table_is_our_own(database_url: str) -> None:
     inbox = Inbox.from_url(database_url)
     inbox.counts()
-    with inbox.engines.read.connect() as connection:
+    with inbox.database.engines.read.connect() as connection:
         tables = set(sa.inspect(connection).get_table_names())
     inbox.close()
     assert VERSION_TABLE in tables and "alembic_version" not in tables

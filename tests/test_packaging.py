@@ -115,3 +115,91 @@ def test_the_wheel_installs_and_works_outside_the_tree(tmp_path: pathlib.Path) -
         venv / "bin" / "flask", "--app", "smoke_app", "posweb", "db", "current", cwd=elsewhere
     )
     assert "up to date" in current
+
+
+# -- dependencies: "Pallets-grade details" ----------------------------------------------
+
+
+def _normal(name: str) -> str:
+    """A distribution's name as PEP 503 compares them."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _declared() -> dict[str, set[str]]:
+    """The distributions ``pyproject.toml`` declares: ``"core"`` and each extra's."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {_normal(re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0]) for r in requirements}
+
+    found = {"core": names(project["dependencies"])}
+    found.update({extra: names(r) for extra, r in project["optional-dependencies"].items()})
+    return found
+
+
+def test_every_package_the_code_imports_is_declared() -> None:
+    """Each distribution imported directly is a dependency or in an extra (werkzeug,
+    click and itsdangerous through Flask were not)."""
+    import importlib.metadata
+
+    import grimp
+
+    graph = grimp.build_graph("flask_posweb", include_external_packages=True, cache_dir=None)
+    distributions = importlib.metadata.packages_distributions()
+    stdlib = set(sys.stdlib_module_names) | {"_typeshed"}  # the type checker's own
+    imported = {
+        _normal(distributions[module][0])
+        for module in graph.modules
+        if "." not in module and module != "flask_posweb" and module not in stdlib
+    }
+    declared = set().union(*_declared().values())
+    assert imported - declared == set()
+
+
+def test_the_drivers_and_brokers_are_the_hosts_to_choose() -> None:
+    """Plain ``psycopg`` and ``celery`` in the extras: ``[binary]`` or ``[redis]``
+    is the host's call."""
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    extras = re.search(r"\[project\.optional-dependencies\](.*?)\n\[", pyproject, re.S)
+    assert extras is not None
+    postgresql = re.search(r"^postgresql = \[(.*)\]$", extras.group(1), re.M)
+    celery = re.search(r"^celery = \[(.*)\]$", extras.group(1), re.M)
+    assert postgresql is not None and celery is not None
+    assert postgresql.group(1) == '"psycopg>=3.1"' and celery.group(1) == '"celery>=5.3"'
+
+
+def test_an_app_without_an_inbox_loads_neither_sqlalchemy_nor_alembic(
+    tmp_path: pathlib.Path,
+) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        from flask import Flask
+        from flask_posweb import PosWeb
+
+        app = Flask("light", instance_path=sys.argv[1])
+        app.config.update(POSWEB_API_KEYS=["a-long-random-key-0123"], POSWEB_INBOX=False)
+        posweb = PosWeb(app)
+        posweb.on("payment_created")(lambda sender, event, **extra: None)
+        with open(sys.argv[2], "rb") as sample:
+            response = app.test_client().post(
+                "/dealpos/payment-created", data=sample.read(),
+                headers={"X-API-Key": "a-long-random-key-0123", "Content-Type": "application/json"},
+            )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert app.test_cli_runner().invoke(args=["posweb", "events"]).exit_code == 0
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic"))
+        print(heavy)
+        """
+    )
+    sample = ROOT / "flask_posweb" / "samples" / "payment_created.json"
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "instance"), str(sample)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"

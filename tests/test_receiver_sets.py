@@ -129,7 +129,7 @@ def test_a_worker_without_the_receivers_says_so_and_leaves_the_deliveries(
     apps += [web, worker]
     for n in range(3):
         web.test_client().deliver("payment_created", {"ID": f"p{n}", **_payment()})  # type: ignore[attr-defined]
-    lines = report_lacking(get_state(worker))
+    lines = report_lacking(get_state(worker).require_dispatcher())
     assert lines == [
         "3 payment_created deliveries expect receivers this process lacks (ledger); "
         "they are left for a dispatcher that has them."
@@ -152,7 +152,7 @@ def test_inbox_names_keep_apps_apart(database_url: str, apps: list[Flask]) -> No
     shop.name, warehouse.name = "shop", "warehouse"
     for app in (shop, warehouse):  # the same body to both: not a duplicate across inboxes
         assert app.test_client().deliver("payment_created").status_code == 200  # type: ignore[attr-defined]
-    assert [d.inbox for d in get_state(shop).require_inbox().list()] == ["shop"]
+    assert [d.inbox for d in get_state(shop).require_inbox().deliveries()] == ["shop"]
     assert get_state(warehouse).require_inbox().counts()["pending"] == 1
     assert drain(shop) == 1 and seen == ["shop"]
     assert drain(warehouse) == 1 and seen == ["shop", "warehouse"]

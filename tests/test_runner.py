@@ -77,11 +77,17 @@ def test_after_a_restart_a_health_check_is_enough(posweb: PosWeb, tmp_path: path
     restarted = serving_app(posweb, url)
     state = get_state(restarted)
     try:
-        assert state.background is not None and not state.background.running
+        assert (
+            state.require_dispatch().background is not None
+            and not state.require_dispatch().background.running
+        )
         time.sleep(0.3)  # the dead process's leases run out; still no thread, no traffic
-        assert state.background is not None and not state.background.running
+        assert (
+            state.require_dispatch().background is not None
+            and not state.require_dispatch().background.running
+        )
         assert restarted.test_client().get("/health").data == b"ok"  # the load balancer
-        assert state.background.running
+        assert state.require_dispatch().background.running
         new = state.require_inbox()
         wait_for(lambda: all(new.get(i).status == "processed" for i in ids))  # type: ignore[union-attr]
     finally:
@@ -90,13 +96,13 @@ def test_after_a_restart_a_health_check_is_enough(posweb: PosWeb, tmp_path: path
 
 def test_no_thread_in_tests_or_in_cli_commands(posweb: PosWeb, tmp_path: pathlib.Path) -> None:
     testing = serving_app(posweb, f"sqlite:///{tmp_path / 'a.sqlite3'}", TESTING=True)
-    assert get_state(testing).background is None
+    assert get_state(testing).require_dispatch().background is None
     testing.test_client().get("/health")
     serving = serving_app(posweb, f"sqlite:///{tmp_path / 'b.sqlite3'}")
     try:
         result = serving.test_cli_runner().invoke(args=["posweb", "list"])
         assert result.exit_code == 0
-        background = get_state(serving).background
+        background = get_state(serving).require_dispatch().background
         assert background is not None and not background.running
     finally:
         get_state(serving).close()
@@ -105,7 +111,7 @@ def test_no_thread_in_tests_or_in_cli_commands(posweb: PosWeb, tmp_path: pathlib
 
 def test_no_thread_in_worker_mode(posweb: PosWeb, tmp_path: pathlib.Path) -> None:
     app = serving_app(posweb, f"sqlite:///{tmp_path / 'a.sqlite3'}", POSWEB_DISPATCH="worker")
-    assert get_state(app).background is None
+    assert get_state(app).require_dispatch().background is None
     get_state(app).close()
 
 
@@ -130,13 +136,21 @@ def test_a_forked_child_runs_its_own_dispatcher(posweb: PosWeb, tmp_path: pathli
     app = serving_app(posweb, f"sqlite:///{tmp_path / 'a.sqlite3'}")
     state = get_state(app)
     app.test_client().get("/health")
-    assert state.background is not None and state.background.running
+    assert (
+        state.require_dispatch().background is not None
+        and state.require_dispatch().background.running
+    )
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: the parent's thread did not come along, a new one did
         try:
-            running = state.background.running
-            os.write(write, b"1" if running and state.background._pid == os.getpid() else b"0")
+            running = state.require_dispatch().background.running
+            os.write(
+                write,
+                b"1"
+                if running and state.require_dispatch().background._pid == os.getpid()
+                else b"0",
+            )
         finally:
             os._exit(0)
     os.close(write)

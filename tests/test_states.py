@@ -149,7 +149,7 @@ def _dispatch(walk: Walk, edge: Transition, make_app: MakeApp, database_url: str
             delivery_id = walk.stored(valid=False)
         else:  # failed, then the stored body no longer validates (a schema change)
             delivery_id = walk.reach("failed")
-            with walk.inbox.engines.durable.begin() as connection:
+            with walk.inbox.database.engines.durable.begin() as connection:
                 connection.execute(
                     sa.text("UPDATE posweb_deliveries SET raw = :raw WHERE id = :id"),
                     {"raw": b'{"ID": ""}', "id": delivery_id},

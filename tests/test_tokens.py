@@ -10,9 +10,13 @@ import zlib
 
 import pytest
 from flask import Flask
+from itsdangerous import URLSafeSerializer
 
 from flask_posweb import PosWeb
+from flask_posweb.auth.secrets import digest
+from flask_posweb.auth.tokens import Claims
 from flask_posweb.auth.tokens import TokenAuthority
+from flask_posweb.auth.tokens import fingerprint
 from flask_posweb.inbox import Filter
 from flask_posweb.sending import sample
 from flask_posweb.state import get_state
@@ -152,7 +156,7 @@ def test_tokens_expire(make_app: MakeApp) -> None:
     app = oauth_app(make_app, POSWEB_TOKEN_TTL="1m")
     client: PosWebClient = app.test_client()  # type: ignore[assignment]
     token = token_for(client).json["access_token"]
-    authority = get_state(app).settings.tokens
+    authority = get_state(app).tokens
     assert authority is not None
     now = authority.clock()
     authority.clock = lambda: now + 59
@@ -191,8 +195,8 @@ def test_an_explicit_audience_is_used_on_both_sides(make_app: MakeApp) -> None:
     token = token_for(client, base_url="https://a.example").json["access_token"]
     answer = client.deliver("payment_created", headers=bearer(token), base_url="https://b.example")
     assert answer.status_code == 200  # the audience is the setting, whatever the host
-    authority = get_state(app).settings.tokens
-    assert authority is not None and authority.verify(token, "urn:shop:staging") is None
+    authority = get_state(app).tokens
+    assert authority is not None and authority.read(token, "urn:shop:staging") is None
 
 
 @pytest.mark.parametrize(
@@ -219,21 +223,69 @@ def test_the_test_kit_fetches_tokens_like_dealpos(make_app: MakeApp) -> None:
 
 def test_authority_is_pure_and_rejects_forgeries() -> None:
     now = [1_000_000.0]
-    authority = TokenAuthority({"c": ["s"]}, ["k"], ttl=10, clock=lambda: now[0])
-    token = authority.issue("c", "s", "aud")["access_token"]
-    assert authority.verify(token, "aud") == "c"
-    assert authority.verify(token, "other") is None
-    client, claims, signature = token.split(".")
-    forged = base64.urlsafe_b64encode(b'{"aud":"aud","exp":99999999999}').rstrip(b"=").decode()
-    assert authority.verify(f"{client}.{forged}.{signature}", "aud") is None
-    unknown = base64.urlsafe_b64encode(b"nobody").rstrip(b"=").decode()
-    assert authority.verify(f"{unknown}.{claims}.{signature}", "aud") is None
-    for junk in ("", "a.b.c", "...", "\u00e9.x.y", "x" * 5000):
-        assert authority.verify(junk, "aud") is None
-    assert not authority.authenticate_client("c", "wrong")
-    assert not authority.authenticate_client("nobody", "s")
-    now[0] += 10
-    assert authority.verify(token, "aud") is None
+    authority = TokenAuthority(["k"], ttl=10, clock=lambda: now[0])
+    secret = digest("s")
+    token = authority.issue("acme", "c", secret, "aud")["access_token"]
+    assert authority.read(token, "aud") == Claims("acme", "c", fingerprint(secret))
+    assert authority.read(token, "other") is None
+    payload, _, signature = token.rpartition(".")
+    forged = URLSafeSerializer("k").dumps({"m": "bravo", "c": "c", "f": "x", "aud": "aud"})
+    assert authority.read(forged.rpartition(".")[0] + "." + signature, "aud") is None
+    assert TokenAuthority(["other-key"]).read(token, "aud") is None
+    for junk in ("", "a.b.c", "...", "\u00e9.x.y", "x" * 5000, payload):
+        assert authority.read(junk, "aud") is None
+    now[0] += 11
+    assert authority.read(token, "aud") is None
+
+
+def _token_of_0_2(client_id: str, secret: str, signing_key: str, audience: str, exp: int) -> str:
+    """A token as Flask-PosWeb 0.2 issued it (its ``TokenAuthority.issue``)."""
+    import hashlib
+    import hmac as hmac_
+
+    from itsdangerous import Signer
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    key = hmac_.new(signing_key.encode(), f"{client_id}\0{secret}".encode(), hashlib.sha256)
+    signer = Signer(
+        [key.digest()],
+        salt="flask-posweb.access-token.v2",
+        key_derivation="hmac",
+        digest_method=hashlib.sha256,
+    )
+    claims = json.dumps({"aud": audience, "exp": exp}).encode()
+    return signer.sign(f"{b64(client_id.encode())}.{b64(claims)}").decode("ascii")
+
+
+def test_a_token_issued_by_0_2_works_until_it_expires(make_app: MakeApp) -> None:
+    """0.2 promised that upgrades keep tokens working: DealPOS keeps its token for its
+    lifetime, and a 401 is final for it (the delivery would be lost)."""
+    app = oauth_app(make_app)
+    client: PosWebClient = app.test_client()  # type: ignore[assignment]
+    authority = get_state(app).tokens
+    assert authority is not None
+    audience = "http://localhost/dealpos/oauth/token"
+    now = int(authority.clock())
+    old = _token_of_0_2("dealpos", SECRET, SIGNING, audience, now + 60)
+    assert client.deliver("payment_created", headers=bearer(old)).status_code == 200
+    for refused in (
+        _token_of_0_2("dealpos", SECRET, SIGNING, audience, now - 1),  # expired
+        _token_of_0_2("dealpos", "wrong-secret-0123456789", SIGNING, audience, now + 60),
+        _token_of_0_2("nobody", SECRET, SIGNING, audience, now + 60),
+        _token_of_0_2("dealpos", SECRET, SIGNING, "https://staging/dealpos/oauth/token", now + 60),
+    ):
+        assert client.deliver("invoice_created", headers=bearer(refused)).status_code == 401
+
+
+def test_the_newest_key_signs_and_the_older_ones_still_verify() -> None:
+    old = TokenAuthority(["old-key"]).issue(None, "c", digest("s"), "aud")["access_token"]
+    rotated = TokenAuthority(["old-key", "new-key"])
+    assert rotated.read(old, "aud") is not None
+    new = rotated.issue(None, "c", digest("s"), "aud")["access_token"]
+    assert TokenAuthority(["new-key"]).read(new, "aud") is not None
+    assert TokenAuthority(["old-key"]).read(new, "aud") is None
 
 
 def test_nothing_in_a_token_is_read_before_its_signature_is_checked(
@@ -241,17 +293,16 @@ def test_nothing_in_a_token_is_read_before_its_signature_is_checked(
 ) -> None:
     """Hostile bytes, finding 3: 0.1 inflated and parsed a token's payload
     (``loads_unsafe``) before checking it: 8 KB cost 132 ms and 300 MiB."""
-    authority = TokenAuthority({"c": ["s"]}, ["k"])
+    authority = TokenAuthority(["k"])
     bomb = base64.urlsafe_b64encode(zlib.compress(b"[" * 10_000_000)).decode()
-    client = base64.urlsafe_b64encode(b"c").rstrip(b"=").decode()
 
     def forbidden(*args: t.Any, **kwargs: t.Any) -> t.NoReturn:
         raise AssertionError("read before the signature was checked")
 
     monkeypatch.setattr(zlib, "decompress", forbidden)
     monkeypatch.setattr(json, "loads", forbidden)
-    for token in (f"{client}.{bomb[:900]}.sig", f".{bomb}", f"{client}.{bomb}.x", "a" * 8192):
-        assert authority.verify(token, "aud") is None
+    for token in (f".{bomb[:900]}.AAAA.sig", f".{bomb}", f"{bomb[:500]}.x.y", "a" * 8192):
+        assert authority.read(token, "aud") is None
 
 
 # -- throttling with the host's Flask-Limiter: Hostile bytes, finding 7 ----------------
@@ -304,7 +355,7 @@ def test_trusted_hosts_keep_a_staging_token_out_whatever_the_host_header(
         "status": "error",
         "message": "Host 'staging.shop.example' is not trusted.",
     }
-    assert not get_state(production).require_inbox().list(Filter())
+    assert not get_state(production).require_inbox().deliveries(Filter())
     own = client.deliver("payment_created", base_url="https://shop.example")
     assert own.status_code == 200  # the kit fetched a token for the trusted host
     assert client.deliver("payment_created").status_code == 200  # and goes there by default

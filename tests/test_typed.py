@@ -19,16 +19,16 @@ from flask import Flask
 from flask_posweb import EVENTS
 from flask_posweb import PosWeb
 from flask_posweb import typed
-from flask_posweb.schemas.typedicts import render
-from flask_posweb.schemas.typedicts import type_name
 from flask_posweb.sending import sample
+from flask_posweb.typedicts import render
+from flask_posweb.typedicts import type_name
 
 ROOT = pathlib.Path(__file__).parent.parent
 pytest_plugins = ["pytester"]
 
 
 def test_the_typed_module_is_what_the_catalogue_says() -> None:
-    """Regenerate with: python -m flask_posweb.schemas.typedicts > flask_posweb/typed.py"""
+    """Regenerate with: python -m flask_posweb.typedicts > flask_posweb/typed.py"""
     assert (ROOT / "flask_posweb" / "typed.py").read_text() == render()
 
 

@@ -8,6 +8,7 @@ import typing as t
 
 import pytest
 from flask import Flask
+from werkzeug.exceptions import InternalServerError
 
 from flask_posweb import EVENTS
 from flask_posweb import PosWeb
@@ -267,18 +268,40 @@ def test_422_names_every_bad_field_by_its_path(client: PosWebClient) -> None:
     }
 
 
-def test_errors_never_echo_secrets_or_tracebacks(
-    app: Flask, client: PosWebClient, monkeypatch: pytest.MonkeyPatch
+def _explode(*args: t.Any, **kwargs: t.Any) -> t.NoReturn:
+    raise RuntimeError("secret internals test-key")
+
+
+def test_a_bug_in_production_is_a_json_500_without_secrets_or_traceback(
+    app: Flask,
+    client: PosWebClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import flask_posweb.web.views
 
-    def explode(*args: t.Any, **kwargs: t.Any) -> t.NoReturn:
-        raise RuntimeError("secret internals test-key")
-
-    monkeypatch.setattr(flask_posweb.web.views, "receive", explode)
+    monkeypatch.setattr(flask_posweb.web.views, "receive", _explode)
+    app.config.update(TESTING=False, PROPAGATE_EXCEPTIONS=False)
     response = client.deliver("payment_created")
-    assert error(response, 500) == {"status": "error", "message": "Internal error."}
-    assert "test-key-0123456789" not in response.get_data(as_text=True)
+    body = error(response, 500)
+    assert body == {"status": "error", "message": InternalServerError.description}
+    assert "test-key" not in response.get_data(as_text=True)
+    assert "secret internals" in caplog.text  # Flask logged it, with its traceback
+
+
+@pytest.mark.parametrize(
+    "setting", [{"TESTING": True}, {"DEBUG": True}, {"PROPAGATE_EXCEPTIONS": True}]
+)
+def test_a_bug_propagates_as_flask_does_for_the_debugger_and_tests(
+    app: Flask, client: PosWebClient, monkeypatch: pytest.MonkeyPatch, setting: dict[str, bool]
+) -> None:
+    """Pallets-grade details: an ``Exception`` handler on the blueprint swallowed bugs."""
+    import flask_posweb.web.views
+
+    monkeypatch.setattr(flask_posweb.web.views, "receive", _explode)
+    app.config.update({"TESTING": False, **setting})
+    with pytest.raises(RuntimeError, match="secret internals"):
+        client.deliver("payment_created")
 
 
 def test_error_handling_stays_inside_the_blueprint(app: Flask, client: PosWebClient) -> None:
@@ -330,5 +353,5 @@ def test_a_custom_key_header_is_never_kept(make_app: MakeApp) -> None:
     assert not {"x-dealpos-key", "cookie"} & {name.lower() for name in events[0].headers}
     from flask_posweb.state import get_state
 
-    (stored,) = get_state(app).require_inbox().list()
+    (stored,) = get_state(app).require_inbox().deliveries()
     assert "X-Dealpos-Key" not in stored.headers and "X-Trace" in stored.headers

@@ -7,6 +7,10 @@
 ``.. posweb-transitions::``
     The same transitions as a table: from, what moves it, to.
 
+``.. posweb-layers::``
+    The package's layers, from the import-linter contract in ``pyproject.toml``
+    (the one ``tests/test_layers.py`` checks), drawn by ``sphinx.ext.graphviz``.
+
 ``.. posweb-docstring:: dotted.module.name``
     A module's docstring, parsed in place without its summary line (the page
     introduces it) and its ``versionadded`` note: the rule or diagram the
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import pathlib
 import typing as t
 
+import tomllib
 from docutils import nodes
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
@@ -26,6 +32,8 @@ from sphinx.ext.graphviz import graphviz
 from sphinx.util.docutils import SphinxDirective
 
 from flask_posweb.inbox import states
+
+PYPROJECT = pathlib.Path(__file__).parent.parent.parent / "pyproject.toml"
 
 #: How each kind of trigger is drawn: what moves a delivery, and who.
 KINDS = {
@@ -124,6 +132,55 @@ def table(
     return result
 
 
+def layers_contract() -> list[str]:
+    """The layers of the import-linter contract, highest first."""
+    config = tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
+    return list(contract["layers"])
+
+
+def layers_dot() -> str:
+    """The layers as boxes, highest on top; one arrow down between two layers
+    (each imports from those below). Boxes of an independent layer are apart."""
+    lines = [
+        "digraph layers {",
+        '  graph [rankdir=TB, compound=true, nodesep=0.25, ranksep=0.35, bgcolor="transparent"];',
+        '  node [shape=box, style="rounded,filled", fillcolor="#f5f5f5", '
+        'fontname="Helvetica", fontsize=11];',
+        '  edge [arrowsize=0.6, color="#555555"];',
+    ]
+    firsts = []
+    for index, layer in enumerate(layers_contract()):
+        independent = "|" in layer
+        modules = [m.strip() for m in layer.replace(":", "|").split("|")]
+        note = "independent of one another" if independent and len(modules) > 1 else ""
+        lines.append(f"  subgraph cluster_{index} {{")
+        lines.append(f'    label="{note}"; fontname="Helvetica"; fontsize=9; fontcolor="#777777";')
+        lines.append('    style="rounded,dashed"; color="#bbbbbb";' if note else "    style=invis;")
+        for module in modules:
+            name = module.removeprefix("flask_posweb.")
+            lines.append(f'    "{module}" [label="{name}"];')
+        lines.append("  }")
+        firsts.append((index, modules[0]))
+    for (above, upper), (below, lower) in zip(firsts, firsts[1:], strict=False):
+        lines.append(f'  "{upper}" -> "{lower}" [ltail=cluster_{above}, lhead=cluster_{below}];')
+    lines.append("}")
+    return "\n".join(lines)
+
+
+class Layers(SphinxDirective):
+    """``.. posweb-layers::``: the package's layers, from the import-linter contract."""
+
+    def run(self) -> list[nodes.Node]:
+        self.env.note_dependency(str(PYPROJECT))
+        node = graphviz()
+        node["code"] = layers_dot()
+        node["options"] = {"docname": self.env.docname}
+        node["alt"] = "The package's layers: each imports only from those below it."
+        node["classes"] = ["posweb-layers"]
+        return [node]
+
+
 class ModuleDocstring(SphinxDirective):
     """``.. posweb-docstring:: module``: the module's docstring as part of the page."""
 
@@ -157,5 +214,6 @@ class ModuleDocstring(SphinxDirective):
 def setup(app: Sphinx) -> dict[str, t.Any]:
     app.add_directive("posweb-state-diagram", StateDiagram)
     app.add_directive("posweb-transitions", Transitions)
+    app.add_directive("posweb-layers", Layers)
     app.add_directive("posweb-docstring", ModuleDocstring)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

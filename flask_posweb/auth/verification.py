@@ -1,186 +1,226 @@
-"""Who may post webhooks: pure credential checks, no Flask request.
+"""Who may post: pure credential checks on request headers, no Flask request.
 
-Each verifier looks at the request headers only. Every comparison is constant
-time (:func:`hmac.compare_digest` over fixed-length digests, so neither the
-content nor the length of a secret leaks) and every accepted credential is
-compared, not just the first that matches.
+A request carries one of three kinds of credential, each a *mode* the app
+turns on: an API key in a header, HTTP Basic (RFC 7617), or a bearer token
+from our own token URL (RFC 6750). :class:`Authenticator` finds the one
+presented, looks up whose it is (see :mod:`.credentials`) and says which
+merchant the request comes from, or refuses it. It fails closed: no
+configured mode, no credential, a credential of another merchant than the URL
+names, all are a 401 with every mode's challenge. Comparisons are constant
+time (:mod:`.secrets`).
 
 .. versionadded:: 0.1
+.. versionchanged:: 0.3
+    Credentials belong to merchants; :meth:`Authenticator.authenticate`
+    returns the merchant.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterable
-from collections.abc import Mapping
-from collections.abc import Sequence
+
+from werkzeug.datastructures import Authorization
 
 from ..exceptions import AuthenticationError
+from ..headers import Headers
+from .credentials import MAX_ID_LENGTH
+from .credentials import CredentialQuery
+from .credentials import Credentials
+from .credentials import Lookup
+from .credentials import is_merchant_name
+from .credentials import key_query
+from .secrets import HASH_PREFIX
+from .secrets import matches_any
+from .tokens import TokenAuthority
+from .tokens import fingerprint
 
-if t.TYPE_CHECKING:
-    from werkzeug.datastructures import Headers as WerkzeugHeaders
+__all__ = ["REALM", "Audience", "Authenticator", "Mode", "parse_basic"]
 
-    from .tokens import TokenAuthority
-
-    #: Request headers: werkzeug's (case-insensitive) or any mapping.
-    Headers = WerkzeugHeaders | Mapping[str, str]
+REALM = "DealPOS webhooks"
 
 #: Who this server is, for tokens: computed only when a token is checked.
 Audience = Callable[[], str]
 
-__all__ = [
-    "Audience",
-    "ApiKeyVerifier",
-    "Authenticator",
-    "BasicVerifier",
-    "BearerVerifier",
-    "Verifier",
-    "digests",
-    "matches_any",
-]
-
-REALM = "DealPOS webhooks"
-
-
-def _digest(value: str | bytes) -> bytes:
-    data = value.encode() if isinstance(value, str) else value
-    return hashlib.sha256(data).digest()
-
-
-def digests(secrets: Iterable[str | bytes]) -> tuple[bytes, ...]:
-    """The digests :func:`matches_any` compares, computed once per configuration."""
-    return tuple(_digest(secret) for secret in secrets)
-
-
-def matches_any(given: str | bytes, accepted: Sequence[bytes]) -> bool:
-    """Compare ``given`` with every accepted secret's digest in constant time.
-
-    Digests make both sides the same length; the loop never stops early, so the
-    time taken does not depend on which secret matched.
-
-    :param accepted: from :func:`digests`.
-    """
-    given_digest = _digest(given)
-    found = False
-    for candidate in accepted:
-        found |= hmac.compare_digest(given_digest, candidate)
-    return found
-
-
-def _authorization(headers: Headers, scheme: str) -> str | None:
-    """The credentials after ``scheme`` in the Authorization header, if that scheme."""
-    value = headers.get("Authorization", "")
-    name, _, credentials = value.partition(" ")
-    if name.lower() != scheme.lower() or not credentials.strip():
-        return None
-    return credentials.strip()
-
-
-class Verifier(t.Protocol):
-    """One way of authenticating a request."""
-
-    #: The ``WWW-Authenticate`` challenge sent with a 401.
-    challenge: str
-
-    def verify(self, headers: Headers, audience: Audience | None = None) -> bool:
-        """Whether the headers carry a valid credential of this kind.
-
-        :param audience: this server's identity, for credentials bound to one.
-        """
-
-    def challenge_for(self, headers: Headers) -> str:
-        """The challenge to send with a 401 for these headers."""
-
-
-class ApiKeyVerifier:
-    """A shared key in a header (``X-API-Key``, as DealPOS's OpenAPI file declares).
-
-    :param keys: every accepted key; several allow rotation without downtime.
-    :param header: the header that carries the key.
-    """
-
-    def __init__(self, keys: Sequence[str], header: str = "X-API-Key") -> None:
-        self.keys = tuple(keys)
-        self._digests = digests(self.keys)
-        self.header = header
-        self.challenge = f'ApiKey realm="{REALM}", header="{header}"'
-
-    def verify(self, headers: Headers, audience: Audience | None = None) -> bool:
-        given = headers.get(self.header)
-        return given is not None and given != "" and matches_any(given, self._digests)
-
-    def challenge_for(self, headers: Headers) -> str:
-        return self.challenge
-
-
-class BasicVerifier:
-    """HTTP Basic authentication (RFC 7617) against several user/password pairs."""
-
-    challenge = f'Basic realm="{REALM}", charset="UTF-8"'
-
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        # One secret per pair, "user:password", compared as a whole: the user
-        # name is as secret as the password here.
-        self.accepted = tuple(f"{user}:{password}" for user, password in pairs)
-        self._digests = digests(self.accepted)
-
-    def verify(self, headers: Headers, audience: Audience | None = None) -> bool:
-        pair = parse_basic(headers)
-        return pair is not None and matches_any(f"{pair[0]}:{pair[1]}", self._digests)
-
-    def challenge_for(self, headers: Headers) -> str:
-        return self.challenge
+Mode = t.Literal["api_key", "basic", "bearer"]
 
 
 def parse_basic(headers: Headers) -> tuple[str, str] | None:
-    """The (user, password) of a Basic Authorization header, or ``None``."""
-    credentials = _authorization(headers, "Basic")
-    if credentials is None:
+    """The (user, password) of a Basic ``Authorization`` header, or ``None``."""
+    found = Authorization.from_header(headers.get("Authorization"))
+    if found is None or found.type != "basic" or not found.username:
         return None
-    try:
-        decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    return found.username, found.password or ""
+
+
+def _bearer(headers: Headers) -> str | None:
+    found = Authorization.from_header(headers.get("Authorization"))
+    if found is None or found.type != "bearer" or not found.token:
         return None
-    user, sep, password = decoded.partition(":")
-    return (user, password) if sep else None
-
-
-class BearerVerifier:
-    """OAuth 2.0 bearer tokens (RFC 6750) issued by our own token URL."""
-
-    challenge = f'Bearer realm="{REALM}"'
-
-    def __init__(self, authority: TokenAuthority) -> None:
-        self.authority = authority
-
-    def verify(self, headers: Headers, audience: Audience | None = None) -> bool:
-        token = _authorization(headers, "Bearer")
-        if token is None or audience is None:
-            return False
-        return self.authority.verify(token, audience()) is not None
-
-    def challenge_for(self, headers: Headers) -> str:
-        """RFC 6750 section 3.1: a token was sent and refused."""
-        if _authorization(headers, "Bearer") is not None:
-            return f'{self.challenge}, error="invalid_token"'
-        return self.challenge
+    return found.token
 
 
 class Authenticator:
-    """Accept a request when any configured verifier accepts it; fail closed.
+    """Decides which merchant a request comes from, or refuses it.
 
-    :param verifiers: at least one; an empty list would accept nothing.
+    :param own: the app's own credentials (merchant ``None``: the
+        ``POSWEB_API_KEYS``-style settings), accepted at URLs that name no merchant.
+    :param lookup: the merchants' credentials (the host's lookup, cached).
+    :param modes: the kinds of credential accepted, in the order their
+        challenges are sent.
+    :param api_key_header: the header that carries an API key.
+    :param tokens: the token authority, for the ``bearer`` mode.
     """
 
-    def __init__(self, verifiers: Sequence[Verifier]) -> None:
-        self.verifiers = tuple(verifiers)
+    def __init__(
+        self,
+        own: Credentials | None,
+        lookup: Lookup | None,
+        modes: Iterable[Mode],
+        *,
+        api_key_header: str = "X-API-Key",
+        tokens: TokenAuthority | None = None,
+    ) -> None:
+        self.own = own
+        self.lookup = lookup
+        self.modes = tuple(dict.fromkeys(modes))
+        self.api_key_header = api_key_header
+        self.tokens = tokens
+        if "bearer" in self.modes and tokens is None:
+            raise ValueError("the bearer mode needs a token authority")
 
-    def authenticate(self, headers: Headers, audience: Audience | None = None) -> None:
-        """:raises AuthenticationError: no verifier accepted the headers."""
-        if not any(verifier.verify(headers, audience) for verifier in self.verifiers):
-            raise AuthenticationError([v.challenge_for(headers) for v in self.verifiers])
+    # -- challenges ------------------------------------------------------------------
+
+    def challenge(self, mode: Mode, headers: Headers) -> str:
+        """The ``WWW-Authenticate`` challenge of ``mode`` for a refused request."""
+        if mode == "api_key":
+            return f'ApiKey realm="{REALM}", header="{self.api_key_header}"'
+        if mode == "basic":
+            return f'Basic realm="{REALM}", charset="UTF-8"'
+        if _bearer(headers) is not None:  # RFC 6750 section 3.1: a token was sent and refused
+            return f'Bearer realm="{REALM}", error="invalid_token"'
+        return f'Bearer realm="{REALM}"'
+
+    def refusal(self, headers: Headers) -> AuthenticationError:
+        """The 401 for these headers, with every mode's challenge."""
+        return AuthenticationError([self.challenge(mode, headers) for mode in self.modes])
+
+    # -- requests --------------------------------------------------------------------
+
+    def authenticate(
+        self, headers: Headers, merchant: str | None = None, audience: Audience | None = None
+    ) -> str | None:
+        """The merchant whose valid credential the headers carry (``None``: the app's own).
+
+        :param merchant: the merchant the URL names: only its credentials are
+            accepted. ``None``: one URL for all, the credential says whose it is.
+        :param audience: this server's identity, for tokens.
+        :raises AuthenticationError: no mode accepted the headers.
+        """
+        if merchant is not None and not is_merchant_name(merchant):
+            raise self.refusal(headers)  # never looked up
+        for mode in self.modes:
+            found = self._check(mode, headers, merchant, audience)
+            if found is not None:
+                return found.merchant
+        raise self.refusal(headers)
+
+    def _check(
+        self, mode: Mode, headers: Headers, merchant: str | None, audience: Audience | None
+    ) -> Credentials | None:
+        if mode == "api_key":
+            key = headers.get(self.api_key_header)
+            if not key or len(key) > MAX_ID_LENGTH:
+                return None
+            return self._first(
+                merchant, key_query(key), lambda c: matches_any(key, c.api_key_digests())
+            )
+        if mode == "basic":
+            pair = parse_basic(headers)
+            if pair is None or len(pair[0]) > MAX_ID_LENGTH:
+                return None
+            user, password = pair
+            return self._first(
+                merchant,
+                CredentialQuery("basic", user),
+                lambda c: matches_any(password, c.basic_digests(user)),
+            )
+        token = _bearer(headers)
+        if token is None or audience is None:
+            return None
+        return self._bearer(token, merchant, audience())
+
+    def _bearer(self, token: str, merchant: str | None, audience: str) -> Credentials | None:
+        assert self.tokens is not None
+        claims = self.tokens.read(token, audience)
+        if claims is None and merchant is None and self.own is not None:
+            return self._bearer_v2(token, audience, self.own)
+        if claims is None or claims.merchant != merchant and merchant is not None:
+            return None  # a token of merchant A at B's URL: not even looked up
+        creds = self.own if claims.merchant is None else self._merchant(claims.merchant)
+        if creds is None or creds.merchant != claims.merchant:
+            return None
+        # Compared with every current secret's mark: a removed secret revokes its tokens.
+        found = False
+        for secret_digest in creds.client_digests(claims.client_id):
+            found |= hmac.compare_digest(fingerprint(secret_digest), claims.fingerprint)
+        return creds if found else None
+
+    def _bearer_v2(self, token: str, audience: str, own: Credentials) -> Credentials | None:
+        """A token of 0.2, for the app's own clients, until it expires (removed in 0.4)."""
+        assert self.tokens is not None
+
+        def secrets(client_id: str) -> tuple[str, ...]:
+            plain = own.oauth_clients.get(client_id, ())
+            return tuple(s for s in plain if not s.startswith(HASH_PREFIX))
+
+        return own if self.tokens.read_v2(token, audience, secrets) is not None else None
+
+    # -- the token URL ---------------------------------------------------------------
+
+    def client(
+        self, client_id: str, secret: str, merchant: str | None = None
+    ) -> Credentials | None:
+        """The credentials of the merchant whose OAuth client this is, when
+        ``secret`` is one of its secrets (constant time); ``None`` otherwise.
+
+        :param merchant: the merchant the token URL names, if it names one.
+        """
+        if merchant is not None and not is_merchant_name(merchant):
+            return None
+        if not client_id or len(client_id) > MAX_ID_LENGTH:
+            return None
+        return self._first(
+            merchant,
+            CredentialQuery("oauth", client_id),
+            lambda c: matches_any(secret, c.client_digests(client_id)),
+        )
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def _merchant(self, merchant: str) -> Credentials | None:
+        """A merchant's credentials, by name."""
+        if self.lookup is None:
+            return None
+        found = self.lookup(CredentialQuery("merchant", merchant))
+        # Whatever the host's lookup answers, only that merchant's own count.
+        return found if found is not None and found.merchant == merchant else None
+
+    def _first(
+        self,
+        merchant: str | None,
+        query: CredentialQuery,
+        accepts: Callable[[Credentials], bool],
+    ) -> Credentials | None:
+        """The credentials that accept a presented secret: at a merchant's URL
+        that merchant's only; elsewhere the app's own, then whoever the
+        presented credential names (``query``)."""
+        if merchant is not None:
+            found = self._merchant(merchant)
+        elif self.own is not None and accepts(self.own):
+            return self.own
+        else:
+            found = self.lookup(query) if self.lookup is not None else None
+        return found if found is not None and accepts(found) else None

@@ -13,12 +13,8 @@ optional dependency (Flask-WTF, the ``dashboard`` extra).
 
 from __future__ import annotations
 
-import typing as t
-
 from ..exceptions import ConfigurationError
-
-if t.TYPE_CHECKING:
-    from ..state import PosWebState
+from ..state import PosWebState
 
 __all__ = ["register_dashboard"]
 
@@ -26,8 +22,8 @@ __all__ = ["register_dashboard"]
 def register_dashboard(state: PosWebState, prefix: str) -> str:
     """Register the log page's blueprint on ``state.app`` below ``prefix``.
 
-    Its path joins :attr:`~flask_posweb.state.PosWebState.html_prefixes`, so
-    that a URL there matching no route gets the host's HTML 404, not JSON.
+    A URL below it that matches no route gets the host's HTML 404, not the
+    webhooks' JSON (see :func:`~flask_posweb.web.views.answers_for`).
 
     :returns: where the page is mounted.
     :raises ConfigurationError: the ``dashboard`` extra is missing, or a URL of
@@ -49,5 +45,4 @@ def register_dashboard(state: PosWebState, prefix: str) -> str:
                 "choose another path for the log page."
             )
     state.app.register_blueprint(create_dashboard(), url_prefix=mount)
-    state.html_prefixes.append(mount)
     return mount

@@ -16,11 +16,12 @@ import typing as t
 from collections.abc import Mapping
 from collections.abc import Sequence
 
-from ..cli import human
+from ..config import DashboardSettings
+from ..durations import human
 from ..events import EVENTS
+from ..inbox import MAX_ID
 from ..inbox import STATUSES
 from ..inbox import Filter
-from .settings import DashboardSettings
 
 __all__ = ["FAILED", "Query", "form_time", "pretty_json", "read_query"]
 
@@ -164,7 +165,7 @@ def _check_search_range(
 def _positive(text: str | None, errors: list[str]) -> int | None:
     if not text:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
         errors.append("The page asked for is not a delivery id.")
         return None
     return int(text)

@@ -30,22 +30,23 @@ from flask_wtf.csrf import validate_csrf
 from werkzeug.wrappers import Response
 from wtforms.validators import ValidationError
 
-from ..cli import human
+from ..calls import CALLS
+from ..config import DashboardSettings
 from ..dispatch import replay
+from ..durations import human
 from ..events import EVENTS
 from ..exceptions import StoreError
+from ..inbox import MAX_ID
 from ..inbox import STATUSES
 from ..inbox import Attempt
 from ..inbox import Delivery
 from ..inbox import utcnow
-from ..loyalty import CALLS
 from ..state import PosWebState
 from ..state import get_state
 from .query import Query
 from .query import form_time
 from .query import pretty_json
 from .query import read_query
-from .settings import DashboardSettings
 
 __all__ = ["BULK_LIMIT", "PAGE_SIZE", "create_dashboard"]
 
@@ -101,8 +102,10 @@ def create_dashboard() -> Blueprint:
     bp.context_processor(helpers)
     bp.register_error_handler(StoreError, store_unavailable)
     bp.add_url_rule("/", "deliveries", deliveries)
-    bp.add_url_rule("/<int:delivery_id>", "delivery", delivery)
-    bp.add_url_rule("/<int:delivery_id>/replay", "replay_one", replay_one, methods=["POST"])
+    # An id beyond what the store holds matches no route: a 404, never a database error.
+    one = f"/<int(min=1, max={MAX_ID}):delivery_id>"
+    bp.add_url_rule(one, "delivery", delivery)
+    bp.add_url_rule(f"{one}/replay", "replay_one", replay_one, methods=["POST"])
     bp.add_url_rule("/replay", "replay_failed", replay_failed, methods=["GET", "POST"])
     bp.add_url_rule("/replayed", "replayed", replayed)
     bp.add_url_rule("/loyalty", "loyalty", loyalty)
@@ -222,7 +225,7 @@ def deliveries() -> Page:
     more = False
     if not query.errors:
         counts = {str(s): n for s, n in inbox.counts(query.filter(statuses=())).items()}
-        found = inbox.list(query.filter(), limit=PAGE_SIZE + 1, before=query.before)
+        found = inbox.deliveries(query.filter(), limit=PAGE_SIZE + 1, before=query.before)
         rows, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
     zone, now = _settings().timezone, utcnow()
     recent = [(label, form_time(now - dt.timedelta(seconds=s), zone)) for label, s in RECENT]
@@ -345,6 +348,5 @@ def _failed_ids(state: PosWebState, query: Query) -> list[int]:
 
 def loyalty() -> Page:
     """Remembered loyalty answers, newest first (read-only)."""
-    memory = get_state().loyalty
-    assert memory is not None  # the page needs the inbox, which keeps them
-    return _page("loyalty.html", answers=memory.list(), section="loyalty")
+    answers = get_state().require_inbox().answers
+    return _page("loyalty.html", answers=answers.recent(), section="loyalty")

@@ -51,16 +51,23 @@ from ..exceptions import ConfigurationError
 from ..exceptions import StoreError
 from ..inbox import Delivery
 from ..schemas.loading import Loaded
-from . import dispatch_delivery
+from .dispatcher import Dispatcher
+from .dispatcher import Policy
 from .modes import MODES
+from .modes import Context
 from .modes import Mode
+from .owners import new_owner
+from .runner import Runner
 
-if t.TYPE_CHECKING:
-    from ..config import Settings
-    from ..state import PosWebState
-    from .runner import Runner
-
-__all__ = ["TASK", "Celery", "celery_app_of", "dispatch_task", "relay", "relay_task"]
+__all__ = [
+    "TASK",
+    "Celery",
+    "CeleryPolicy",
+    "celery_app_of",
+    "dispatch_task",
+    "relay",
+    "relay_task",
+]
 
 logger = logging.getLogger("flask_posweb")
 
@@ -70,8 +77,20 @@ RELAY_TASK = "flask_posweb.relay"
 #: Deliveries sent per relay pass (each pass runs again while it finds a full batch).
 RELAY_BATCH = 500
 
-#: Apps in this mode in this process, to find the app a task is for.
-_APPS: weakref.WeakSet[Flask] = weakref.WeakSet()
+
+class CeleryPolicy(Policy, t.Protocol):
+    """What Celery mode reads of an app's settings, besides :class:`~.dispatcher.Policy`."""
+
+    @property
+    def celery_publish_timeout(self) -> float: ...
+    @property
+    def celery_requeue_after(self) -> float: ...
+    @property
+    def celery_relay(self) -> bool: ...
+
+
+#: The dispatchers in this mode in this process, to find the one a task is for.
+_SERVED: weakref.WeakKeyDictionary[Dispatcher, Celery] = weakref.WeakKeyDictionary()
 
 
 def celery_app_of(app: Flask) -> CeleryApp:
@@ -89,20 +108,18 @@ def celery_app_of(app: Flask) -> CeleryApp:
     return found
 
 
-def _app_for(celery_app: CeleryApp, inbox: str) -> Flask:
-    """The Flask app a task is for: the current app when the task runs in its
-    context (Flask's ``FlaskTask`` pattern), else the app in this mode whose
+def _served(celery_app: CeleryApp, inbox: str) -> tuple[Dispatcher, Celery]:
+    """The dispatcher a task is for: the current app's when the task runs in its
+    context (Flask's ``FlaskTask`` pattern), else the one in this mode whose
     Celery app and inbox match."""
-    from ..state import get_state
-
-    candidates = [t.cast(Flask, current_app._get_current_object())] if has_app_context() else []  # type: ignore[attr-defined]
-    candidates += list(_APPS)
-    for app in candidates:
-        if "posweb" not in app.extensions or get_state(app).settings.inbox_name != inbox:
+    current = t.cast(Flask, current_app._get_current_object()) if has_app_context() else None  # type: ignore[attr-defined]
+    served = sorted(_SERVED.items(), key=lambda item: item[0].app is not current)
+    for dispatcher, mode in served:
+        if dispatcher.inbox.name != inbox:
             continue
         try:
-            if celery_app_of(app) is celery_app:
-                return app
+            if celery_app_of(dispatcher.app) is celery_app:
+                return dispatcher, mode
         except ConfigurationError:
             continue
     raise RuntimeError(
@@ -117,22 +134,21 @@ def _dispatch(task: t.Any, delivery_id: int, inbox: str = "default") -> str | No
     No Celery retry: a failed delivery is due again in the inbox after its
     backoff, and the relay sends its task then.
     """
-    return dispatch_delivery(_app_for(task.app, inbox), delivery_id)
+    dispatcher, _ = _served(task.app, inbox)
+    with dispatcher.app.app_context():
+        return dispatcher.dispatch(delivery_id, new_owner("task"))
 
 
 def _relay(task: t.Any, inbox: str = "default") -> int:
     """One relay pass (and retention, when due): for a Celery beat entry."""
-    from ..state import get_state
-    from .runner import Runner
-
-    state = get_state(_app_for(task.app, inbox))
-    runner = _RELAY_RUNNERS.get(state)
+    dispatcher, mode = _served(task.app, inbox)
+    runner = _RELAY_RUNNERS.get(dispatcher)
     if runner is None:
-        runner = _RELAY_RUNNERS[state] = Runner(state, relay=True)
+        runner = _RELAY_RUNNERS[dispatcher] = Runner(dispatcher, work=mode.background_pass)
     return runner.one_pass()
 
 
-_RELAY_RUNNERS: weakref.WeakKeyDictionary[PosWebState, Runner] = weakref.WeakKeyDictionary()
+_RELAY_RUNNERS: weakref.WeakKeyDictionary[Dispatcher, Runner] = weakref.WeakKeyDictionary()
 
 # shared_task: registered on every Celery app of the process, whenever it is
 # made (before or after the Flask app): a worker knows the task as soon as it
@@ -154,8 +170,8 @@ class Publisher:
     their tasks once it is back).
     """
 
-    def __init__(self, state: PosWebState) -> None:
-        self._state = weakref.ref(state)
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = weakref.ref(dispatcher)
         self._jobs: queue.Queue[tuple[list[int], threading.Event, list[BaseException]]] = (
             queue.Queue()
         )
@@ -165,18 +181,19 @@ class Publisher:
     def send(self, delivery_ids: list[int]) -> bool:
         """Ask the host's workers to dispatch these deliveries; ``True`` once the
         broker took the tasks within the timeout."""
-        state = self._state()
-        if state is None or not delivery_ids:
+        dispatcher = self._dispatcher()
+        if dispatcher is None or not delivery_ids:
             return False
         if self.failing():
             return False  # the broker failed moments ago: the relay catches up
         self._ensure_thread()
         done, errors = threading.Event(), t.cast(list[BaseException], [])
         self._jobs.put((delivery_ids, done, errors))
-        timeout = state.settings.celery_publish_timeout
+        policy = t.cast(CeleryPolicy, dispatcher.policy)
+        timeout = policy.celery_publish_timeout
         if done.wait(timeout) and not errors:
             return True
-        self._failing_until = time.monotonic() + max(timeout, state.settings.poll_interval)
+        self._failing_until = time.monotonic() + max(timeout, policy.poll_interval)
         reason = errors[0] if errors else f"no answer within {timeout:g} s"
         count = len(delivery_ids)
         logger.warning(
@@ -201,35 +218,34 @@ class Publisher:
     def _loop(self) -> None:
         while True:
             delivery_ids, done, errors = self._jobs.get()
-            state = self._state()
-            if state is None:
+            dispatcher = self._dispatcher()
+            if dispatcher is None:
                 return
             try:
-                task = celery_app_of(state.app).tasks[TASK]
+                task = celery_app_of(dispatcher.app).tasks[TASK]
                 for delivery_id in delivery_ids:
                     # No retry inside Celery: the relay is the retry.
-                    task.apply_async((delivery_id, state.settings.inbox_name), retry=False)
+                    task.apply_async((delivery_id, dispatcher.inbox.name), retry=False)
             except Exception as exc:  # the broker's errors are many; all mean "not sent"
                 errors.append(exc)
             finally:
-                del state
+                del dispatcher
                 done.set()
 
 
-def relay(state: PosWebState) -> int:
+def relay(dispatcher: Dispatcher, mode: Celery) -> int:
     """Send tasks for due deliveries that no task is known to be on its way for;
     returns how many were sent. Bounded (batches of :data:`RELAY_BATCH`) and
     idempotent (see :meth:`~flask_posweb.inbox.Inbox.take_for_relay`)."""
-    inbox, dispatcher = state.require_inbox(), state.require_dispatcher()
-    mode = t.cast(Celery, state.mode)
-    if mode.publisher(state).failing():
+    if mode.publisher(dispatcher).failing():
         return 0  # taking deliveries now would only stamp them, and clear the stamps again
+    policy = t.cast(CeleryPolicy, dispatcher.policy)
     sent = 0
     while True:
-        ids = inbox.take_for_relay(
-            dispatcher.acceptable(), state.settings.celery_requeue_after, RELAY_BATCH
+        ids = dispatcher.inbox.take_for_relay(
+            dispatcher.acceptable(), policy.celery_requeue_after, RELAY_BATCH
         )
-        if not ids or not mode.send(state, ids):
+        if not ids or not mode.send(dispatcher, ids):
             return sent
         sent += len(ids)
         if len(ids) < RELAY_BATCH:
@@ -244,45 +260,45 @@ class Celery(Mode):
     enqueues_at_store = True
 
     def __init__(self) -> None:
-        self._publishers: weakref.WeakKeyDictionary[PosWebState, Publisher] = (
+        self._publishers: weakref.WeakKeyDictionary[Dispatcher, Publisher] = (
             weakref.WeakKeyDictionary()
         )
 
-    def setup(self, state: PosWebState) -> None:
-        _APPS.add(state.app)
+    def setup(self, dispatcher: Dispatcher) -> None:
+        _SERVED[dispatcher] = self
 
-    def runs_background(self, settings: Settings) -> bool:
-        return settings.celery_relay
+    def runs_background(self, policy: Policy) -> bool:
+        return t.cast(CeleryPolicy, policy).celery_relay
 
-    def publisher(self, state: PosWebState) -> Publisher:
-        found = self._publishers.get(state)
+    def publisher(self, dispatcher: Dispatcher) -> Publisher:
+        found = self._publishers.get(dispatcher)
         if found is None:
-            found = self._publishers[state] = Publisher(state)
+            found = self._publishers[dispatcher] = Publisher(dispatcher)
         return found
 
-    def send(self, state: PosWebState, delivery_ids: list[int]) -> bool:
+    def send(self, dispatcher: Dispatcher, delivery_ids: list[int]) -> bool:
         """Send the tasks of these deliveries; ``True`` once the broker took them."""
-        if self.publisher(state).send(delivery_ids):
+        if self.publisher(dispatcher).send(delivery_ids):
             return True
         # They were stamped as sent when stored (or taken by the relay): clear
         # the stamp, so the relay sends them once the broker is back, not a
         # POSWEB_CELERY_REQUEUE_AFTER later. Failing that, the stamp only delays.
         with contextlib.suppress(StoreError):
-            state.require_inbox().mark_unsent(delivery_ids)
+            dispatcher.inbox.mark_unsent(delivery_ids)
         return False
 
-    def stored(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
-        self.send(state, [delivery.id])
+    def stored(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
+        self.send(context.dispatcher, [delivery.id])
 
-    def repeated(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
-        inbox = state.require_inbox()
+    def repeated(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
+        inbox = context.dispatcher.inbox
         if delivery.status in ("failed", "dead"):
             inbox.repeat(delivery.id)
         if delivery.status in ("failed", "dead", "pending"):
-            self.send(state, [delivery.id])  # a duplicate task is harmless
+            self.send(context.dispatcher, [delivery.id])  # a duplicate task is harmless
 
     def background_pass(self, runner: Runner) -> int:
-        return relay(runner.state)
+        return relay(runner.dispatcher, self)
 
 
 MODES[Celery.name] = Celery

@@ -2,8 +2,8 @@
 
 Every way of running receivers (the request, the background thread,
 ``flask posweb worker``, a Celery task, any engine through
-:func:`~flask_posweb.dispatch.dispatch_delivery`) goes through
-:meth:`Dispatcher.run`, so the guarantees are the same everywhere:
+:func:`dispatch_delivery`) goes through :meth:`Dispatcher.run`, so the
+guarantees are the same everywhere:
 
 - a dispatcher holds the delivery's lease, renews it before a receiver once
   half of it has passed, and runs no receiver after it knows the lease is gone;
@@ -12,28 +12,36 @@ Every way of running receivers (the request, the background thread,
   deliveries, and a worker started without the receiver modules leaves them;
 - only the dispatcher whose outcome was recorded sends ``webhook_processed``.
 
+A dispatcher gets what it needs as arguments: the app (the sender of every
+signal), its inbox and a :class:`Policy` (the settings it reads).
+
 .. versionadded:: 0.1
 """
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 import time
 import typing as t
+from collections.abc import Callable
+from collections.abc import Sequence
 
 from .. import signals
 from ..events import EVENTS
 from ..events import WebhookEvent
 from ..exceptions import WebhookError
+from ..headers import RedactedHeaders
 from ..inbox import Attempt
 from ..inbox import Delivery
-from ..inbox import Inbox
+from ..inbox import Filter
 from ..inbox import ReceiverSet
+from ..inbox import Retention
 from ..inbox import Status
 from ..inbox import states
 from ..payload import validated
-from ..web.headers import RedactedHeaders
+from .owners import new_owner
 from .receivers import call_receivers
 from .receivers import named_receivers
 from .receivers import notify
@@ -42,11 +50,38 @@ from .receivers import receiver_set
 if t.TYPE_CHECKING:
     from flask import Flask
 
-    from ..config import Settings
+    from ..inbox import Inbox
 
-__all__ = ["Dispatcher", "Lease", "webhook_event"]
+__all__ = [
+    "Dispatcher",
+    "Lease",
+    "Policy",
+    "dispatch_delivery",
+    "dispatcher_of",
+    "replay",
+    "webhook_event",
+]
 
 logger = logging.getLogger("flask_posweb")
+
+
+class Policy(t.Protocol):
+    """What dispatching reads of an app's settings (:class:`~flask_posweb.config.Settings`)."""
+
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def retry_backoff(self) -> float: ...
+    @property
+    def retry_max_delay(self) -> float: ...
+    @property
+    def lease(self) -> float: ...
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def strict_presence(self) -> bool: ...
+    @property
+    def retention(self) -> Retention: ...
 
 
 def webhook_event(
@@ -72,19 +107,29 @@ class Lease:
     The clock starts when the delivery was taken (just before this is made),
     and is this process's monotonic clock: only durations are compared, so
     the servers' clocks need not agree.
+
+    :param clock: seconds of a monotonic clock (tests pass their own).
     """
 
-    def __init__(self, inbox: Inbox, delivery: Delivery, owner: str, seconds: float) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        delivery: Delivery,
+        owner: str,
+        seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.inbox, self.delivery_id, self.owner, self.seconds = inbox, delivery.id, owner, seconds
-        self._granted = time.monotonic()
+        self.clock = clock
+        self._granted = clock()
         self.lost = False
 
     def keep(self) -> bool:
         """Before a receiver: renew once half the lease has passed. ``False`` when
         it was lost to another dispatcher: then no receiver may run."""
-        if not self.lost and time.monotonic() - self._granted > self.seconds / 2:
+        if not self.lost and self.clock() - self._granted > self.seconds / 2:
             self.lost = not self.inbox.extend(self.delivery_id, self.owner, self.seconds)
-            self._granted = time.monotonic()
+            self._granted = self.clock()
             if self.lost:
                 logger.warning(
                     "Delivery %s: lease lost to another dispatcher; no further receiver runs here",
@@ -97,19 +142,30 @@ class Dispatcher:
     """Dispatches the stored deliveries of one app and decides what comes next.
 
     :param app: the sender of every signal.
+    :param policy: the settings that say how (attempts, backoff, leases).
+    :param clock: seconds of a monotonic clock, for leases (tests pass their
+        own, with the inbox's clock: then no test sleeps for a lease to pass).
     """
 
-    def __init__(self, app: Flask, inbox: Inbox, settings: Settings) -> None:
+    def __init__(
+        self,
+        app: Flask,
+        inbox: Inbox,
+        policy: Policy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.app = app
         self.inbox = inbox
-        self.settings = settings
+        self.policy = policy
+        self.clock = clock
         self._acceptable: list[str] = []
         self._acceptable_at = -1e9
 
     def backoff(self, attempt: int) -> float:
         """Seconds before the attempt after ``attempt``: doubled each time, capped."""
-        delay = self.settings.retry_backoff * 2 ** (attempt - 1)
-        return float(min(delay, self.settings.retry_max_delay))
+        delay = self.policy.retry_backoff * 2 ** (attempt - 1)
+        return float(min(delay, self.policy.retry_max_delay))
 
     # -- which deliveries this dispatcher may take ---------------------------------
 
@@ -124,7 +180,7 @@ class Dispatcher:
         first delivery).
         """
         mine = self.receivers()
-        if time.monotonic() - self._acceptable_at > self.settings.poll_interval:
+        if time.monotonic() - self._acceptable_at > self.policy.poll_interval:
             self._acceptable = [
                 found.key
                 for found in self.inbox.receiver_sets()
@@ -149,14 +205,37 @@ class Dispatcher:
 
     def take_due(self, owner: str) -> Delivery | None:
         """Lease the delivery due first, among those this dispatcher may take."""
-        return self.inbox.claim_due(owner, self.settings.lease, self.acceptable())
+        return self.inbox.claim_due(owner, self.policy.lease, self.acceptable())
 
     def dispatch(self, delivery_id: int, owner: str) -> Status | None:
         """Take one delivery by id and run it; ``None`` when it is not
         dispatchable now (finished, held by another dispatcher, or expecting
         receivers this app lacks)."""
-        delivery = self.inbox.claim(delivery_id, owner, self.settings.lease, self.acceptable())
+        delivery = self.inbox.claim(delivery_id, owner, self.policy.lease, self.acceptable())
         return None if delivery is None else self.run(delivery, owner)
+
+    def replay(
+        self, delivery_ids: Sequence[int], *, on_each: Callable[[], None] | None = None
+    ) -> collections.Counter[str]:
+        """Replay deliveries here and now: each is made due again
+        (:data:`~flask_posweb.inbox.states.REPLAY`), then taken and dispatched
+        in this process, in the app context.
+
+        :param on_each: called after each delivery (a progress bar).
+        :returns: how many ended in each status; ``busy`` for those another
+            dispatcher held, or whose receivers this app lacks.
+        """
+        owner, tally = new_owner("replay"), collections.Counter[str]()
+        for start in range(0, len(delivery_ids), 500):
+            chunk = list(delivery_ids[start : start + 500])
+            self.inbox.replay(Filter(ids=chunk))
+            for delivery_id in chunk:
+                with self.app.app_context():
+                    status = self.dispatch(delivery_id, owner)
+                tally[status or "busy"] += 1
+                if on_each is not None:
+                    on_each()
+        return tally
 
     # -- running ---------------------------------------------------------------------
 
@@ -180,14 +259,14 @@ class Dispatcher:
             return self._reject(delivery, owner, {"_event": [f"Unknown event {delivery.event!r}."]})
         if data is None:
             try:
-                loaded = validated(event_type, delivery.raw, strict=self.settings.strict_presence)
+                loaded = validated(event_type, delivery.raw, strict=self.policy.strict_presence)
             except WebhookError as exc:
                 return self._reject(delivery, owner, exc.stored_errors())
             data, missing = loaded
         event = webhook_event(delivery, data, missing)
         receivers = named_receivers(event_type.signal, self.app)
         first = delivery.attempts <= 1 and delivery.generation == 0 and not delivery.replay
-        lease = Lease(self.inbox, delivery, owner, self.settings.lease)
+        lease = Lease(self.inbox, delivery, owner, self.policy.lease, self.clock)
         outcomes = call_receivers(
             self.app,
             event,
@@ -202,7 +281,7 @@ class Dispatcher:
             receivers=len(receivers),
             failed=sum(not o.ok for o in outcomes),
             attempts=delivery.attempts,
-            max_attempts=self.settings.max_attempts,
+            max_attempts=self.policy.max_attempts,
         )
         return self._finish(delivery, owner, event, outcomes, status)
 
@@ -249,3 +328,66 @@ class Dispatcher:
         if not self.inbox.finish(delivery, owner, (), "rejected", errors=errors):
             return None
         return "rejected"
+
+
+class _Hosting(t.Protocol):
+    """What an app keeps at ``app.extensions["posweb"]``, as far as dispatch asks."""
+
+    def require_dispatcher(self) -> Dispatcher: ...
+
+
+def dispatcher_of(app: Flask) -> Dispatcher:
+    """The dispatcher of ``app``'s stored deliveries.
+
+    :raises RuntimeError: Flask-PosWeb is not set up on the app.
+    :raises ConfigurationError: the app has no inbox (``POSWEB_INBOX`` is off).
+    """
+    hosting = t.cast("_Hosting | None", app.extensions.get("posweb"))
+    if hosting is None:
+        raise RuntimeError(
+            "Flask-PosWeb is not set up on this app: call app.register_blueprint(posweb.blueprint)."
+        )
+    return hosting.require_dispatcher()
+
+
+def dispatch_delivery(app: Flask, delivery_id: int, *, owner: str | None = None) -> Status | None:
+    """Dispatch one stored delivery of ``app`` now, wherever this runs.
+
+    Safe to call more than once for one delivery, and from several processes
+    at once: only the caller that takes the lease runs the receivers. A
+    pending or failed delivery is taken whether or not it is due: a failed one
+    runs at once, before its backoff has passed. So a task engine should not
+    retry by itself: a failed delivery is due again after its backoff, and the
+    relay (or a worker) brings it back.
+
+    :param owner: who holds the lease, for the inbox's records (default: a new
+        id naming this host and process).
+    :returns: the delivery's new status, or ``None`` when nothing was run
+        (finished already, held by another dispatcher, not in this app's
+        inbox, or expecting receivers this app lacks).
+
+    .. versionadded:: 0.2
+    """
+    dispatcher = dispatcher_of(app)
+    with app.app_context():
+        return dispatcher.dispatch(delivery_id, owner or new_owner("task"))
+
+
+def replay(
+    state: _Hosting,
+    delivery_ids: Sequence[int],
+    *,
+    on_each: Callable[[], None] | None = None,
+) -> collections.Counter[str]:
+    """Replay deliveries here and now (``flask posweb replay``, the log page):
+    each is made due again (:data:`~flask_posweb.inbox.states.REPLAY`), then
+    taken and dispatched in this process, in the app context.
+
+    :param state: the app's :class:`~flask_posweb.state.PosWebState`.
+    :param on_each: called after each delivery (a progress bar).
+    :returns: how many ended in each status; ``busy`` for those another
+        dispatcher held, or whose receivers this app lacks.
+
+    .. versionadded:: 0.2
+    """
+    return state.require_dispatcher().replay(delivery_ids, on_each=on_each)

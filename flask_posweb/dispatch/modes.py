@@ -17,15 +17,24 @@ import typing as t
 from ..exceptions import StoreError
 from ..inbox import Delivery
 from ..schemas.loading import Loaded
+from .dispatcher import Dispatcher
+from .dispatcher import Policy
+from .owners import new_owner
+from .runner import Runner
 
-if t.TYPE_CHECKING:
-    from ..config import Settings
-    from ..state import PosWebState
-    from .runner import Runner
-
-__all__ = ["MODES", "Inline", "Mode", "Thread", "Worker"]
+__all__ = ["MODES", "Context", "Inline", "Mode", "Thread", "Worker"]
 
 logger = logging.getLogger("flask_posweb")
+
+
+class Context(t.Protocol):
+    """What a mode acts on: one app's dispatch (see :class:`~.service.Dispatch`)."""
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+
+    def wake(self) -> None:
+        """Have the background dispatcher, if there is one, look for due deliveries now."""
 
 
 class Mode:
@@ -39,24 +48,22 @@ class Mode:
     #: A task engine is asked to dispatch each delivery right after its commit.
     enqueues_at_store: t.ClassVar[bool] = False
 
-    def setup(self, state: PosWebState) -> None:
-        """Called once, when the app is set up in this mode."""
+    def setup(self, dispatcher: Dispatcher) -> None:
+        """Called once, when an app's dispatch is set up in this mode."""
 
-    def runs_background(self, settings: Settings) -> bool:
+    def runs_background(self, policy: Policy) -> bool:
         """Whether web processes run the background dispatcher."""
         return self.background
 
-    def stored(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
+    def stored(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
         """A new delivery was committed (its 200 is owed whatever happens here)."""
-        if state.background is not None:
-            state.background.wake()
+        context.wake()
 
-    def repeated(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
+    def repeated(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
         """DealPOS sent the body of ``delivery`` again, within the duplicate window."""
         if delivery.status in ("failed", "dead"):
-            state.require_inbox().repeat(delivery.id)
-        if state.background is not None:
-            state.background.wake()
+            context.dispatcher.inbox.repeat(delivery.id)
+        context.wake()
 
     def background_pass(self, runner: Runner) -> int:
         """One pass of the background dispatcher: how many deliveries it handled."""
@@ -70,20 +77,18 @@ class Inline(Mode):
     name = "inline"
     leases_at_store = True
 
-    def stored(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
+    def stored(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
         assert delivery.locked_by is not None
-        _run(state, delivery, delivery.locked_by, loaded)
+        _run(context.dispatcher, delivery, delivery.locked_by, loaded)
 
-    def repeated(self, state: PosWebState, delivery: Delivery, loaded: Loaded) -> None:
+    def repeated(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
         # Taken at once: failed, dead, or pending with its lease run out.
-        from .runner import new_owner
-
-        dispatcher, owner = state.require_dispatcher(), new_owner("request")
-        claimed = state.require_inbox().claim(
-            delivery.id, owner, state.settings.lease, dispatcher.acceptable(), repeat=True
+        dispatcher, owner = context.dispatcher, new_owner("request")
+        claimed = dispatcher.inbox.claim(
+            delivery.id, owner, dispatcher.policy.lease, dispatcher.acceptable(), repeat=True
         )
         if claimed is not None:
-            _run(state, claimed, owner, loaded)
+            _run(dispatcher, claimed, owner, loaded)
 
 
 class Thread(Mode):
@@ -101,11 +106,11 @@ class Worker(Mode):
     background = False
 
 
-def _run(state: PosWebState, delivery: Delivery, owner: str, loaded: Loaded) -> None:
+def _run(dispatcher: Dispatcher, delivery: Delivery, owner: str, loaded: Loaded) -> None:
     """Run the receivers in the request. The delivery is committed already, so
     whatever happens here the answer stays 200: failures are ours to retry."""
     try:
-        state.require_dispatcher().run(delivery, owner, loaded.data, loaded.missing)
+        dispatcher.run(delivery, owner, loaded.data, loaded.missing)
     except StoreError as exc:
         logger.warning(
             "Delivery %s: outcome not recorded (%s); it runs again later", delivery.id, exc

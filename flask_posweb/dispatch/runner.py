@@ -18,25 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-import typing as t
-import uuid
 import weakref
+from collections.abc import Callable
 
 from ..exceptions import StoreError
+from .dispatcher import Dispatcher
+from .owners import new_owner
 
-if t.TYPE_CHECKING:
-    from ..state import PosWebState
-
-__all__ = [
-    "HOUSEKEEPING_INTERVAL",
-    "BackgroundRunner",
-    "Runner",
-    "new_owner",
-    "report_lacking",
-]
+__all__ = ["HOUSEKEEPING_INTERVAL", "BackgroundRunner", "Runner", "Work", "report_lacking"]
 
 logger = logging.getLogger("flask_posweb")
 
@@ -44,79 +35,61 @@ logger = logging.getLogger("flask_posweb")
 HOUSEKEEPING_INTERVAL = 60.0
 
 
-def new_owner(kind: str) -> str:
-    """A lease owner id that says who holds a delivery: ``kind@host:pid:random``."""
-    return f"{kind}@{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 class Runner:
     """Takes due deliveries one at a time (each with its own lease) and dispatches them.
 
-    :param relay: instead of dispatching here, ask the task engine to (Celery mode's
-        relay, see :mod:`~flask_posweb.dispatch.celery`). By default a runner does
-        what the dispatch mode's background work is.
+    :param work: what one pass does: by default :meth:`drain`; the dispatch
+        mode's background work otherwise (Celery mode relays instead).
     """
 
     def __init__(
-        self, state: PosWebState, owner: str | None = None, *, relay: bool | None = None
+        self,
+        dispatcher: Dispatcher,
+        owner: str | None = None,
+        *,
+        work: Work | None = None,
     ) -> None:
-        self.state = state
+        self.dispatcher = dispatcher
         self.owner = owner or new_owner("worker")
-        self.relay = relay
+        self._work = work
         self._housekept = -HOUSEKEEPING_INTERVAL
 
     def drain(self, limit: int | None = None) -> int:
         """Dispatch due deliveries until none is left (or ``limit``); return how many."""
-        dispatcher = self.state.require_dispatcher()
+        dispatcher = self.dispatcher
         done = 0
         while limit is None or done < limit:
             delivery = dispatcher.take_due(self.owner)
             if delivery is None:
                 break
-            with self.state.app.app_context():
+            with dispatcher.app.app_context():
                 dispatcher.run(delivery, self.owner)
             done += 1
         return done
+
+    def work(self) -> int:
+        """One pass of this runner's work; how many deliveries were handled."""
+        return self.drain() if self._work is None else self._work(self)
 
     def housekeep(self, force: bool = False) -> dict[str, int]:
         """Apply the retention rules, at most once per :data:`HOUSEKEEPING_INTERVAL`."""
         if not force and time.monotonic() - self._housekept < HOUSEKEEPING_INTERVAL:
             return {}
         self._housekept = time.monotonic()
-        deleted = self.state.housekeep()
+        dispatcher = self.dispatcher
+        deleted = dispatcher.inbox.housekeep(dispatcher.policy.retention)
         if any(deleted.values()):
             logger.info(
                 "Retention: deleted %s", ", ".join(f"{n} {k}" for k, n in deleted.items() if n)
             )
         return deleted
 
-    def run_forever(
-        self, stop: threading.Event, on_batch: t.Callable[[int], None] | None = None
-    ) -> None:
-        """Drain, then wait ``POSWEB_POLL_INTERVAL`` (or until ``stop`` is set); repeat.
+    def one_pass(self) -> int:
+        """One pass of :meth:`work`, then retention when due.
 
         A store outage is logged and waited out, not raised: a worker must
         outlive a database restart.
         """
-        while not stop.is_set():
-            count = self.one_pass()
-            if on_batch is not None and count:
-                on_batch(count)
-            if not count:
-                stop.wait(self.state.settings.poll_interval)
-
-    def work(self) -> int:
-        """Dispatch (or relay) what is due now; how many deliveries were handled."""
-        if self.relay is None:
-            return self.state.mode.background_pass(self)
-        if self.relay:
-            from .celery import relay
-
-            return relay(self.state)
-        return self.drain()
-
-    def one_pass(self) -> int:
-        """One pass of :meth:`work`, then retention when due."""
         try:
             count = self.work()
             self.housekeep()
@@ -125,13 +98,28 @@ class Runner:
             count = 0
         return count
 
+    def run_forever(
+        self, stop: threading.Event, on_batch: Callable[[int], None] | None = None
+    ) -> None:
+        """One pass, then wait ``POSWEB_POLL_INTERVAL`` (or until ``stop`` is set); repeat."""
+        while not stop.is_set():
+            count = self.one_pass()
+            if on_batch is not None and count:
+                on_batch(count)
+            if not count:
+                stop.wait(self.dispatcher.policy.poll_interval)
 
-def report_lacking(state: PosWebState) -> list[str]:
+
+#: What a runner does in one pass (the dispatch mode's background work).
+Work = Callable[[Runner], int]
+
+
+def report_lacking(dispatcher: Dispatcher) -> list[str]:
     """Say loudly, at a dispatcher's start, which stored deliveries wait for
     receivers this process does not have (a worker whose app factory did not
     import the receiver modules, or another app on the same database)."""
     try:
-        lacking = state.require_dispatcher().lacking()
+        lacking = dispatcher.lacking()
     except StoreError as exc:
         logger.warning("Could not check for deliveries waiting on other receivers: %s", exc)
         return []
@@ -148,11 +136,14 @@ def report_lacking(state: PosWebState) -> list[str]:
 class BackgroundRunner:
     """A daemon thread in the web process that runs :meth:`Runner.one_pass`.
 
-    It holds its app weakly and ends once the app is gone.
+    It holds the dispatcher (and so the app) weakly, and ends once it is gone.
+
+    :param work: what each pass does (see :class:`Runner`).
     """
 
-    def __init__(self, state: PosWebState) -> None:
-        self._state = weakref.ref(state)
+    def __init__(self, dispatcher: Dispatcher, work: Work | None = None) -> None:
+        self._dispatcher = weakref.ref(dispatcher)
+        self._work = work
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -203,22 +194,22 @@ class BackgroundRunner:
     def _loop(self) -> None:
         runner: Runner | None = None
         while not self._stop.is_set():
-            state = self._state()
-            if state is None:
+            dispatcher = self._dispatcher()
+            if dispatcher is None:
                 return
             try:
                 if runner is None:
-                    runner = Runner(state, new_owner("thread"))
-                    report_lacking(state)
-                runner.state = state
+                    runner = Runner(dispatcher, new_owner("thread"), work=self._work)
+                    report_lacking(dispatcher)
+                runner.dispatcher = dispatcher
                 count = runner.one_pass()
             except Exception:  # never let the thread die: the next poll tries again
                 logger.exception("Background dispatch failed; retrying")
                 count = 0
-            interval = state.settings.poll_interval
-            del state  # hold the app only while working
+            interval = dispatcher.policy.poll_interval
+            del dispatcher  # hold the app only while working
             if runner is not None:
-                runner.state = None  # type: ignore[assignment]
+                runner.dispatcher = None  # type: ignore[assignment]
             if not count:
                 self._wake.wait(interval)
                 self._wake.clear()

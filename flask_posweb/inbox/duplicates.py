@@ -31,7 +31,6 @@ replayed since (and accepted) is a refusal of its own (see
 
 from __future__ import annotations
 
-import decimal
 import hashlib
 import json
 import typing as t
@@ -41,9 +40,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
 from .clock import Clock
-from .database import duplicates
+from .tables import duplicates
 
-__all__ = ["Scope", "claim_statement", "rescope_statement", "resource_of"]
+__all__ = ["Scope", "claim_statement", "rescope_statement"]
 
 U = duplicates.c
 
@@ -80,17 +79,6 @@ class Scope(t.NamedTuple):
             kind, subject = "body", body_hash
         key = hashlib.sha256(f"{inbox}\0{event}\0{kind}\0{subject}".encode()).hexdigest()
         return cls(key, body_hash)
-
-
-def resource_of(data: t.Mapping[str, t.Any], key: str | None) -> str | None:
-    """The resource a validated body is about: the text of ``data[key]``, if any."""
-    if key is None:
-        return None
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (str, int, decimal.Decimal)):
-        return None
-    text = str(value)
-    return text or None
 
 
 def claim_statement(dialect: sa.Dialect, clock: Clock) -> sa.Insert:

@@ -12,7 +12,11 @@ import typing as t
 
 from .states import Status
 
-__all__ = ["Admission", "Attempt", "Delivery", "ReceiverSet", "utcnow"]
+__all__ = ["MAX_ID", "Admission", "Attempt", "Delivery", "ReceiverSet", "Retention", "utcnow"]
+
+#: The largest id a stored row can have: a signed 64-bit integer in both databases.
+#: Ids from URLs, forms and the command line are checked against it first.
+MAX_ID = 2**63 - 1
 
 
 def utcnow() -> dt.datetime:
@@ -132,3 +136,19 @@ class ReceiverSet:
         """A fixed-length key for the set: the same in every process."""
         text = "\n".join([self.event, *sorted(self.names)])
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Retention(t.NamedTuple):
+    """How long finished deliveries are kept, in seconds (see the ``POSWEB_*`` keys).
+
+    .. versionadded:: 0.2
+    """
+
+    processed: float
+    dead: float
+    rejected: float
+    rejected_max_count: int
+    #: Remembered loyalty answers (``POSWEB_LOYALTY_RETENTION``).
+    #:
+    #: .. versionadded:: 0.3
+    answers: float = 90 * 86400

@@ -1,7 +1,8 @@
 """The statuses of a delivery and every transition between them: the one place.
 
-The store (:mod:`.store`) and the dispatcher ask this module where a delivery
-goes next; none of them decides it alone. :func:`mermaid` draws the table
+The store (:mod:`.store`, whose SQL writes these tables as ``CASE``
+expressions, see :func:`.statements.case`) and the dispatcher ask this module
+where a delivery goes next; none of them decides it alone. :func:`mermaid` draws the table
 below, so the diagram in the docs is this code, not a copy of it, and
 ``tests/test_states.py`` walks every transition through the public API.
 
@@ -20,8 +21,6 @@ import dataclasses
 import typing as t
 from collections.abc import Mapping
 
-import sqlalchemy as sa
-
 __all__ = [
     "DISPATCHABLE",
     "DISPATCH_OUTCOMES",
@@ -33,7 +32,6 @@ __all__ = [
     "Status",
     "Transition",
     "after_dispatch",
-    "case",
     "mermaid",
 ]
 
@@ -117,12 +115,6 @@ TRANSITIONS: tuple[Transition, ...] = (
     *(Transition(source, target, "replay") for source, target in REPLAY.items()),
     *(Transition(source, target, "repeat") for source, target in REPEAT.items()),
 )
-
-
-def case(mapping: Mapping[Status, Status], column: sa.ColumnElement[str]) -> sa.Case[str]:
-    """The SQL ``CASE`` that moves ``column`` as ``mapping`` says (callers
-    filter rows to ``mapping``'s keys)."""
-    return sa.case({source: target for source, target in mapping.items()}, value=column)
 
 
 def mermaid() -> str:

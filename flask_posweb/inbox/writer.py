@@ -1,21 +1,27 @@
-"""How the inbox writes: one place that waits, with one deadline.
+"""How the inbox writes: one place that waits, and every write by its own deadline.
 
 SQLite lets one writer in at a time. Its own busy handler makes the others
 sleep 1 to 100 ms between tries, and under several gunicorn workers that
 sleep, not the disk, caps throughput. So the inbox's SQLite writers queue
 instead, in one discipline::
 
-    thread --> its process's group commit --> the lock file (flock) --> BEGIN IMMEDIATE ... COMMIT
-               (threads arriving together     (processes take turns;     (never contended: every
-                share one transaction and       the only wait, bounded     writer of ours holds
-                one disk sync)                  by the request's deadline) the lock file first)
+    thread --> its process's group commit --> the lock file --> BEGIN IMMEDIATE ... COMMIT
+               (threads arriving together     (flock: processes (another connection, not
+                share one transaction and       take turns)       ours, may hold SQLite's lock:
+                one disk sync)                                    tried again, not waited on)
 
-A write waits in exactly one queue, and for at most POSWEB_DATABASE_TIMEOUT in
-all (a :class:`Deadline` travels with it); then it is a 503. Reads never take
-part: they are WAL snapshots on other connections.
+Each write carries its own :class:`~.deadline.Deadline` (``POSWEB_DATABASE_TIMEOUT``
+from the start of its request) through every one of these waits, whoever
+holds what: a write that has not started committing by its deadline is
+withdrawn, nothing of it written, and its caller answers 503. The thread
+that leads a shared commit waits by its own deadline only; when that passes,
+it hands the other writes back to the queue for the next leader. Reads never
+take part: they are WAL snapshots on other connections.
 
-PostgreSQL needs none of this: each write is a transaction of its own on a
-pooled connection, and the server lets writers in together.
+PostgreSQL needs no queue: each write is a transaction of its own on a pooled
+connection, and the server lets writers in together. Its waits (a free
+connection, a row or table lock, the statement) are bounded by the deadline
+too.
 
 .. versionadded:: 0.2
 """
@@ -31,41 +37,25 @@ import typing as t
 from collections.abc import Callable
 from collections.abc import Iterator
 
-import sqlalchemy as sa
-
 from ..exceptions import StoreError
-from .database import Engines
-from .database import sqlite_path
+from .deadline import Deadline
+from .deadline import StoreBusyError
+from .engines import DEADLINE
+from .engines import Engines
+from .engines import sqlite_path
+
+if t.TYPE_CHECKING:
+    import sqlalchemy as sa
 
 try:
     import fcntl
 except ImportError:  # Windows: SQLite's own locking only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Deadline", "StoreBusyError", "Writer", "create_writer"]
+__all__ = ["Deadline", "PooledWriter", "SQLiteWriter", "StoreBusyError", "Writer", "create_writer"]
 
 R = t.TypeVar("R")
-Operation = Callable[[sa.Connection], R]
-
-
-class Deadline:
-    """The end of one request's wait for the store.
-
-    :param seconds: POSWEB_DATABASE_TIMEOUT, counted from now.
-    """
-
-    __slots__ = ("at",)
-
-    def __init__(self, seconds: float) -> None:
-        self.at = time.monotonic() + seconds
-
-    def left(self) -> float:
-        """Seconds still to wait (never negative)."""
-        return max(0.0, self.at - time.monotonic())
-
-
-class StoreBusyError(StoreError):
-    """The write lock was not free within the deadline."""
+Operation = Callable[["sa.Connection"], R]
 
 
 class Writer(t.Protocol):
@@ -75,7 +65,8 @@ class Writer(t.Protocol):
         """Run ``operation`` in a transaction and return its result once committed.
 
         :param durable: ``False`` for writes whose loss in a crash costs a
-            repeat, never a delivery (see :mod:`.database`).
+            repeat, never a delivery (see :mod:`.engines`).
+        :raises StoreBusyError: the deadline passed first; nothing was written.
         """
 
     def close(self) -> None:
@@ -90,19 +81,60 @@ def create_writer(engines: Engines) -> Writer:
     return PooledWriter(engines)
 
 
+# -- PostgreSQL ----------------------------------------------------------------------
+
+
 class PooledWriter:
-    """One transaction per write, on a pooled connection (PostgreSQL)."""
+    """One transaction per write, on a pooled connection (PostgreSQL).
+
+    A connection is taken only within the deadline (a semaphore the size of
+    the pool stands in front of it), and a transaction whose deadline differs
+    from the connection's configured timeouts sets its own (``SET LOCAL``).
+    """
+
+    #: A deadline this close to the configured timeout uses the connection's settings.
+    SLACK = 0.25
 
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
+        self._free = {
+            engine: threading.BoundedSemaphore(_pool_capacity(engine))
+            for engine in (engines.durable, engines.relaxed)
+        }
 
     def write(self, operation: Operation[R], deadline: Deadline, *, durable: bool = True) -> R:
         engine = self.engines.durable if durable else self.engines.relaxed
-        with engine.begin() as connection:
-            return operation(connection)
+        free = self._free[engine]
+        if not free.acquire(timeout=deadline.left()):
+            raise StoreBusyError()
+        try:
+            with engine.begin() as connection:
+                left = deadline.left()
+                if left <= 0:
+                    raise StoreBusyError()
+                if abs(left - self.engines.timeout) > self.SLACK:
+                    millis = max(1, int(left * 1000))
+                    connection.exec_driver_sql(
+                        f"SET LOCAL lock_timeout = {millis}; SET LOCAL statement_timeout = {millis}"
+                    )
+                return operation(connection)
+        finally:
+            free.release()
 
     def close(self) -> None:
         pass
+
+
+def _pool_capacity(engine: sa.Engine) -> int:
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    overflow = getattr(pool, "_max_overflow", 0)
+    if not callable(size):
+        return 1_000_000  # not a queue pool: nothing to wait for
+    return int(size()) + max(0, int(overflow))
+
+
+# -- SQLite --------------------------------------------------------------------------
 
 
 class SQLiteWriter:
@@ -120,15 +152,26 @@ class SQLiteWriter:
         self._relaxed.close()
 
 
-class _Pending:
-    __slots__ = ("operation", "result", "error", "taken", "done")
+_QUEUED, _TAKEN, _COMMITTING, _DONE, _WITHDRAWN = range(5)
 
-    def __init__(self, operation: Operation[t.Any]) -> None:
+
+class _Pending:
+    """One write on its way: queued, taken into a leader's batch, committing, then done
+    (or withdrawn by its own thread when its deadline passed before it committed)."""
+
+    __slots__ = ("operation", "deadline", "result", "error", "state", "done")
+
+    def __init__(self, operation: Operation[t.Any], deadline: Deadline) -> None:
         self.operation = operation
+        self.deadline = deadline
         self.result: t.Any = None
         self.error: BaseException | None = None
-        self.taken = False
+        self.state = _QUEUED
         self.done = threading.Event()
+
+    def finish(self, result: t.Any = None, error: BaseException | None = None) -> None:
+        self.result, self.error, self.state = result, error, _DONE
+        self.done.set()
 
 
 class _Channel:
@@ -144,60 +187,96 @@ class _Channel:
         self.engine = engine
         self._lock_file = _LockFile(lock_path)
         self._queue: list[_Pending] = []
+        #: Guards the queue and every pending write's state.
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
         self._connection: sa.Connection | None = None
         self._pid = -1
 
     def submit(self, operation: Operation[R], deadline: Deadline) -> R:
-        pending = _Pending(operation)
+        pending = _Pending(operation, deadline)
         with self._queue_lock:
             self._queue.append(pending)
-        if self._leader.acquire(timeout=deadline.left()):
-            try:
-                if not pending.taken:
-                    with self._queue_lock:
-                        batch, self._queue = self._queue, []
-                        for member in batch:
-                            member.taken = True
-                    self._commit(batch, deadline)
-            finally:
-                self._leader.release()
-        else:
-            with self._queue_lock:
-                if not pending.taken:  # still queued: withdraw it, nothing was written
-                    self._queue.remove(pending)
-                    raise StoreBusyError("The inbox is busy: no write lock within the timeout.")
-            # A leader holds it: its own deadline bounds how long that takes.
-            pending.done.wait()
+        while not pending.done.is_set():
+            if self._leader.acquire(timeout=deadline.left()):
+                try:
+                    if pending.state == _QUEUED:
+                        self._lead(pending)
+                finally:
+                    self._leader.release()
+            elif self._withdraw(pending):
+                raise StoreBusyError()
+            else:  # committing: the write lock is held, only the disk is left
+                pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return t.cast(R, pending.result)
 
-    def _commit(self, batch: list[_Pending], deadline: Deadline) -> None:
+    def _withdraw(self, pending: _Pending) -> bool:
+        """Take back a write whose deadline passed; ``False`` once it is committing."""
+        with self._queue_lock:
+            if pending.state == _QUEUED:
+                self._queue.remove(pending)
+            elif pending.state != _TAKEN:
+                return False
+            pending.state = _WITHDRAWN
+            return True
+
+    def _lead(self, own: _Pending) -> None:
+        """Commit every queued write, waiting for the locks by ``own``'s deadline only."""
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+            for member in batch:
+                member.state = _TAKEN
+        locked = False
         try:
-            with self._transaction(deadline) as connection:
+            with self._transaction(own.deadline) as connection:
+                locked = True
+                with self._queue_lock:  # from here on nothing is withdrawn
+                    batch = [m for m in batch if m.state == _TAKEN]
+                    for member in batch:
+                        member.state = _COMMITTING
                 results = [member.operation(connection) for member in batch]
-            for member, result in zip(batch, results, strict=True):
-                member.result = result
-        except StoreBusyError as exc:
-            for member in batch:
-                member.error = exc
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-            else:  # one bad write must not fail its neighbours: each on its own
-                for member in batch:
-                    self._commit([member], deadline)
-        finally:
-            for member in batch:
-                member.done.set()
+            if locked:
+                self._failed(batch, exc)
+            else:
+                self._hand_back(own, batch, exc)
+            return
+        for member, result in zip(batch, results, strict=True):
+            member.finish(result)
+
+    def _hand_back(self, own: _Pending, batch: list[_Pending], exc: Exception) -> None:
+        """The locks were not had by the leader's deadline: it answers, and the
+        others (whose deadlines may be later) go back to the queue, first."""
+        with self._queue_lock:
+            own.finish(error=exc)
+            rest = [m for m in batch if m.state == _TAKEN and m is not own]
+            for member in rest:
+                member.state = _QUEUED
+            self._queue[:0] = rest
+
+    def _failed(self, batch: list[_Pending], exc: Exception) -> None:
+        if len(batch) == 1:
+            batch[0].finish(error=exc)
+        else:  # one bad write must not fail its neighbours: each on its own
+            self._one_by_one(batch)
+
+    def _one_by_one(self, batch: list[_Pending]) -> None:
+        for member in batch:
+            try:
+                with self._transaction(member.deadline) as connection:
+                    member.finish(member.operation(connection))
+            except Exception as exc:
+                member.finish(error=exc)
 
     @contextlib.contextmanager
     def _transaction(self, deadline: Deadline) -> Iterator[sa.Connection]:
         with self._lock_file.held(deadline):
             connection = self._connect()
             try:
+                # BEGIN IMMEDIATE waits for SQLite's lock by this deadline (see engines.py).
+                connection.info[DEADLINE] = deadline
                 with connection.begin():
                     yield connection
             except BaseException:
@@ -242,9 +321,7 @@ class _LockFile:
                 # flock has no timeout; short sleeps keep the hand-over quick.
                 left = deadline.left()
                 if left <= 0:
-                    raise StoreBusyError(
-                        "The inbox is busy: no write lock within the timeout."
-                    ) from None
+                    raise StoreBusyError() from None
                 time.sleep(min(delay, left))
                 delay = min(delay * 2, 0.0005)
         try:

@@ -23,11 +23,11 @@ library validates the answer and turns it into the JSON DealPOS expects::
 
 from __future__ import annotations
 
-from .calls import CALLS
-from .calls import Coupon
-from .calls import CouponRefused
-from .calls import Loyalty
-from .calls import LoyaltyCall
-from .calls import LoyaltyCallType
+from ..calls import CALLS
+from ..calls import Coupon
+from ..calls import CouponRefused
+from ..calls import Loyalty
+from ..calls import LoyaltyCall
+from ..calls import LoyaltyCallType
 
 __all__ = ["CALLS", "Coupon", "CouponRefused", "Loyalty", "LoyaltyCall", "LoyaltyCallType"]

@@ -2,7 +2,7 @@
 
 A provider gets ``POSWEB_LOYALTY_TIME_BUDGET`` seconds (DealPOS gives up after
 30 s): past it, DealPOS is answered 503 and retries. Order complete is
-answered once per order (see :mod:`.memory`).
+answered once per order (see :mod:`flask_posweb.inbox.answers`).
 
 .. versionadded:: 0.1
 """
@@ -22,26 +22,26 @@ from flask import Response
 from flask import request
 
 from .. import signals
+from ..calls import CALLS
+from ..calls import Loyalty
+from ..calls import LoyaltyCall
+from ..calls import LoyaltyCallType
+from ..calls import Provider
+from ..calls import order_key
+from ..dispatch.owners import new_owner
 from ..dispatch.receivers import notify
-from ..dispatch.runner import new_owner
 from ..exceptions import NoProviderError
 from ..exceptions import ProviderError
 from ..exceptions import UnavailableError
 from ..exceptions import WebhookError
+from ..headers import redact
 from ..payload import validated
+from ..state import PosWebState
 from ..web.guard import authenticated_post
 from ..web.guard import read_body
-from ..web.headers import redact
-from .calls import CALLS
-from .calls import Loyalty
-from .calls import LoyaltyCall
-from .calls import LoyaltyCallType
-from .calls import Provider
-from .memory import LoyaltyMemory
-from .memory import order_key
 
 if t.TYPE_CHECKING:
-    from ..state import PosWebState
+    from ..inbox.answers import Answers
 
 __all__ = ["register_loyalty_views", "run_within"]
 
@@ -108,9 +108,9 @@ def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], R
         call = LoyaltyCall(call_type.name, data, raw, headers)
         notify(signals.loyalty_requested, state.app, call=call)
         try:
-            if call_type.remembered and state.loyalty is not None:
+            if call_type.remembered and state.inbox is not None:
                 status, body, replayed = _remembered(
-                    state, state.loyalty, call_type, call, provider
+                    state, state.inbox.answers, call_type, call, provider
                 )
             else:
                 status, body = call_type.shape(_run(state, call, provider))
@@ -149,7 +149,7 @@ def _run(
 
 def _remembered(
     state: PosWebState,
-    memory: LoyaltyMemory,
+    memory: Answers,
     call_type: LoyaltyCallType,
     call: LoyaltyCall,
     provider: Provider,
@@ -201,7 +201,7 @@ def _remembered(
 
 
 def _wait_for_answer(
-    memory: LoyaltyMemory, call: str, key: str, budget: float
+    memory: Answers, call: str, key: str, budget: float
 ) -> dict[str, t.Any] | None:
     deadline = time.monotonic() + budget
     while True:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import typing as t
 
-from ..auth.verification import ApiKeyVerifier
-from ..auth.verification import BasicVerifier
-from ..auth.verification import BearerVerifier
+from ..calls import LoyaltyCallType
 from ..events import EventType
-from ..loyalty.calls import LoyaltyCallType
 from ..state import PosWebState
 from ..web.throttle import token_throttle
 from .schemas import SCHEMAS
@@ -181,7 +178,7 @@ def _common(state: PosWebState) -> dict[str, Json]:
         "500": _ref("InternalError"),
         "503": _ref("Unavailable"),
     }
-    if state.settings.authenticator is None:
+    if state.authenticator is None:
         del answers["401"]
     return answers
 
@@ -236,7 +233,7 @@ def loyalty_operation(call: LoyaltyCallType, state: PosWebState) -> Json:
             "description": "The coupon cannot be used; or the body is not a JSON object.",
             "content": _json({"anyOf": [refusal, {"$ref": SCHEMAS + "Error"}]}),
         }
-    if call.name not in state.extension.loyalty.providers:
+    if call.name not in state.providers:
         answers["501"] = _ref("NoProvider")
     return {
         "summary": call.title,
@@ -298,17 +295,18 @@ def security(state: PosWebState, token_url: str | None) -> tuple[dict[str, Json]
     """The security schemes of the configured modes, and the webhooks' requirement
     (any one of them)."""
     schemes: dict[str, Json] = {}
-    authenticator = state.settings.authenticator
-    for verifier in authenticator.verifiers if authenticator is not None else ():
-        if isinstance(verifier, ApiKeyVerifier):
-            schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": verifier.header}
-        elif isinstance(verifier, BasicVerifier):
+    modes = state.authenticator.modes if state.authenticator is not None else ()
+    for mode in modes:
+        if mode == "api_key":
+            header = state.settings.api_key_header
+            schemes["apiKey"] = {"type": "apiKey", "in": "header", "name": header}
+        elif mode == "basic":
             schemes["basicAuth"] = {"type": "http", "scheme": "basic"}
-        elif isinstance(verifier, BearerVerifier) and token_url is not None:
+        elif mode == "bearer" and token_url is not None:
             flow = {"tokenUrl": token_url, "scopes": {}}
             schemes["oauth2"] = {"type": "oauth2", "flows": {"clientCredentials": flow}}
     requirement: list[Json] = [{name: []} for name in schemes]
-    if state.settings.tokens is not None:
+    if state.tokens is not None:
         schemes["oauthClient"] = {
             "type": "http",
             "scheme": "basic",

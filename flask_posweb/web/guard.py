@@ -38,8 +38,8 @@ def authenticated_post() -> PosWebState:
         or stored first).
     """
     state = get_state()
-    if state.settings.authenticator is not None:
-        state.settings.authenticator.authenticate(request.headers, token_audience)
+    if state.authenticator is not None:
+        state.authenticator.authenticate(request.headers, audience=token_audience)
     return state
 
 

@@ -15,25 +15,22 @@ import typing as t
 
 from .. import signals
 from ..dispatch.dispatcher import webhook_event
+from ..dispatch.owners import new_owner
 from ..dispatch.receivers import call_receivers
 from ..dispatch.receivers import named_receivers
 from ..dispatch.receivers import notify
 from ..dispatch.receivers import receiver_set
-from ..dispatch.runner import new_owner
 from ..events import EventType
 from ..events import WebhookEvent
 from ..exceptions import ReceiverError
 from ..exceptions import UnsupportedMediaTypeError
 from ..exceptions import WebhookError
+from ..headers import Headers
+from ..headers import RedactedHeaders
+from ..headers import redact
 from ..inbox import Deadline
-from ..inbox.duplicates import resource_of
 from ..payload import validated
-from .headers import RedactedHeaders
-from .headers import redact
-
-if t.TYPE_CHECKING:
-    from ..auth.verification import Headers
-    from ..state import PosWebState
+from ..state import PosWebState
 
 __all__ = ["receive"]
 
@@ -62,19 +59,20 @@ def receive(
     except WebhookError as exc:
         _keep_rejected(state, event_type, raw, kept, exc, deadline)
         raise
-    if state.inbox is None:
+    if state.inbox is None or state.dispatch is None:
         event = WebhookEvent(
             event_type.name, loaded.data, raw, headers=kept, missing=loaded.missing
         )
         _run_unstored(state, event)
         return None
-    mode = state.mode
+    dispatch = state.dispatch
+    mode = dispatch.mode
     admission = state.inbox.admit(
         event_type.name,
         raw,
         kept,
         receivers=receiver_set(event_type.signal, state.app, event_type.name),
-        resource=resource_of(loaded.data, event_type.resource_key),
+        resource=event_type.resource(loaded.data),
         missing=loaded.missing,
         owner=new_owner("request") if mode.leases_at_store else None,
         lease=settings.lease,
@@ -84,7 +82,7 @@ def receive(
     delivery = admission.delivery
     if not admission.new:
         logger.info("%s repeated (id=%s, %s)", event_type.name, delivery.id, delivery.status)
-        mode.repeated(state, delivery, loaded)
+        dispatch.repeated(delivery, loaded)
         return delivery.id
     logger.info("%s accepted (id=%s)", event_type.name, delivery.id)
     event = webhook_event(delivery, loaded.data, loaded.missing)
@@ -97,7 +95,7 @@ def receive(
             ", ".join(loaded.missing),
         )
         notify(signals.webhook_incomplete, state.app, event=event, missing=loaded.missing)
-    mode.stored(state, delivery, loaded)
+    dispatch.stored(delivery, loaded)
     return delivery.id
 
 

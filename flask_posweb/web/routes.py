@@ -15,11 +15,9 @@ import dataclasses
 import difflib
 import typing as t
 
+from ..calls import CALLS
 from ..events import EVENTS
-from ..loyalty import CALLS
-
-if t.TYPE_CHECKING:
-    from ..state import PosWebState
+from ..state import PosWebState
 
 __all__ = ["TOKEN_URL", "Route", "nearest_route", "served_routes"]
 
@@ -45,13 +43,13 @@ def served_routes(state: PosWebState) -> list[Route]:
     """The URLs this app answers, in catalogue order: every event, the loyalty
     calls that have a provider, and the token URL when OAuth clients are set."""
     routes = [Route("event", e.name, e.url_rule, e.title) for e in EVENTS.values()]
-    providers = state.extension.loyalty.providers
+    providers = state.providers
     routes += [
         Route("loyalty", call.endpoint, call.url_rule, call.title)
         for call in CALLS.values()
         if call.name in providers
     ]
-    if state.settings.tokens is not None:
+    if state.tokens is not None:
         title = "OAuth token URL (DealPOS's ServerAuthenticationURL)"
         routes.append(Route("oauth", "oauth_token", TOKEN_URL, title))
     return routes
@@ -70,7 +68,7 @@ def nearest_route(state: PosWebState, path: str) -> str | None:
         return url.lower().replace("_", "-").rstrip("/")
 
     prefix = max(
-        (p.rstrip("/") for p in state.prefixes if plain(path).startswith(plain(p) + "/")),
+        (p.rstrip("/") for p in state.prefixes() if plain(path).startswith(plain(p) + "/")),
         key=len,
         default=None,
     )

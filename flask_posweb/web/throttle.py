@@ -20,9 +20,7 @@ from flask import Flask
 from flask import request
 
 from ..exceptions import OAuthError
-
-if t.TYPE_CHECKING:
-    from ..state import PosWebState
+from ..state import PosWebState
 
 __all__ = ["Throttle", "token_throttle", "warn_if_unthrottled"]
 
@@ -66,18 +64,16 @@ def _limiter(app: Flask) -> t.Any | None:
 def token_throttle(state: PosWebState) -> Throttle | None:
     """The throttle of ``state``'s app, or ``None`` without Flask-Limiter.
 
-    Looked up on first use, so a ``Limiter`` set up after the blueprint counts too.
+    Looked up at each token request (a few an hour), so a ``Limiter`` set up
+    after the blueprint counts too.
     """
-    if state.throttle is None:
-        limiter = _limiter(state.app)
-        if limiter is not None:
-            state.throttle = Throttle(limiter, state.settings.token_rate_limit)
-    return state.throttle
+    limiter = _limiter(state.app)
+    return None if limiter is None else Throttle(limiter, state.settings.token_rate_limit)
 
 
 def warn_if_unthrottled(state: PosWebState) -> None:
     """At setup: OAuth is on and nothing will slow down a secret-guessing caller."""
-    if state.settings.tokens is not None and _limiter(state.app) is None:
+    if state.tokens is not None and _limiter(state.app) is None:
         logger.warning(
             "The OAuth token URL is not throttled: register Flask-Limiter on the app "
             "(Limiter(get_remote_address, app=app)) to limit failed token requests to %s "

@@ -1,11 +1,14 @@
-"""The blueprint: one thin view per event, the OAuth token URL, JSON errors.
+"""The webhooks: one thin view per event, the OAuth token URL, JSON errors.
 
 Views only translate HTTP: they authenticate, read the body within its limit
 and hand it to :func:`~flask_posweb.web.receiving.receive`. Errors are
-rendered as JSON by handlers registered on the blueprint, never app-wide; a
-request under the blueprint's prefix that matches no route (an unknown path, a
-method other than ``POST``) is answered in JSON by the blueprint's routing
-hook, and the host's own error pages elsewhere stay untouched.
+rendered as JSON by one handler registered on the blueprint, never app-wide,
+for every werkzeug ``HTTPException`` (ours are too): a bug is left to Flask,
+which propagates it with ``PROPAGATE_EXCEPTIONS`` (debug, ``TESTING``) and
+otherwise logs it and answers 500, in JSON under the prefix. A request under
+the blueprint's prefix that matches no route (an unknown path, a method other
+than ``POST``) is answered in JSON by the blueprint's routing hook, and the
+host's own error pages elsewhere stay untouched.
 
 .. versionadded:: 0.1
 """
@@ -25,11 +28,12 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.exceptions import NotFound
+from werkzeug.routing import RequestRedirect
+from werkzeug.wrappers import Response as BaseResponse
 
 from .. import signals
-from ..auth.verification import BasicVerifier
+from ..auth.secrets import digest
 from ..auth.verification import parse_basic
-from ..cli import register_commands
 from ..dispatch.receivers import notify
 from ..events import EVENTS
 from ..events import EventType
@@ -40,7 +44,6 @@ from ..exceptions import PayloadError
 from ..exceptions import StoreError
 from ..exceptions import UnavailableError
 from ..exceptions import WebhookError
-from ..loyalty.views import register_loyalty_views
 from ..payload import decode
 from ..payload import parse
 from ..state import PosWebState
@@ -53,15 +56,10 @@ from .routes import TOKEN_URL
 from .routes import nearest_route
 from .throttle import token_throttle
 
-if t.TYPE_CHECKING:
-    from ..extension import PosWeb
-
-__all__ = ["OPENAPI_URL", "create_blueprint", "webhook_view"]
+__all__ = ["register_webhooks", "webhook_view"]
 
 logger = logging.getLogger("flask_posweb")
 
-#: Where the OpenAPI description is served, when ``POSWEB_OPENAPI`` is on.
-OPENAPI_URL = "/openapi.json"
 #: A token request is a short form; anything longer is not one.
 TOKEN_REQUEST_LIMIT = 16 * 1024
 
@@ -100,22 +98,25 @@ def token() -> Response:
     in the body. Failed requests are throttled when the app has Flask-Limiter.
     """
     state = get_state()
-    tokens = state.settings.tokens
-    if tokens is None:
+    tokens, authenticator = state.tokens, state.authenticator
+    if tokens is None or authenticator is None:
         raise OAuthError("invalid_request", "OAuth is not enabled on this server.", 404)
     throttle = token_throttle(state)
     if throttle is not None:
         throttle.check()
     try:
         client_id, secret = _client_credentials()
-        if not tokens.authenticate_client(client_id, secret):
-            challenge = BasicVerifier.challenge if parse_basic(request.headers) else None
+        client = authenticator.client(client_id, secret)
+        if client is None:
+            basic = parse_basic(request.headers) is not None
+            challenge = authenticator.challenge("basic", request.headers) if basic else None
             raise OAuthError("invalid_client", "Unknown client or wrong secret.", 401, challenge)
     except OAuthError:
         if throttle is not None:
             throttle.failed()
         raise
-    response = jsonify(tokens.issue(client_id, secret, token_audience()))
+    issued = tokens.issue(client.merchant, client_id, digest(secret), token_audience())
+    response = jsonify(issued)
     response.headers.update({"Cache-Control": "no-store", "Pragma": "no-cache"})
     return response
 
@@ -161,35 +162,14 @@ def _token_request_fields() -> dict[str, t.Any]:
     )
 
 
-def openapi_json() -> Response:
-    """``GET <prefix>/openapi.json``: this app's OpenAPI description, when
-    ``POSWEB_OPENAPI`` is on; otherwise a 404, as for any unknown path.
-
-    No credentials: the document describes the endpoints and receives nothing,
-    and the tools that fetch it (documentation viewers, client generators) send
-    none. It names no secret: only the header and the modes credentials take.
-    An app that wants it private leaves this off and serves
-    :func:`~flask_posweb.openapi.openapi_json` from a view of its own.
-    """
-    state = get_state()
-    if not state.settings.openapi:
-        raise NotFoundError(request.path)
-    from ..openapi import served_json  # apispec: imported only when the document is asked for
-
-    return Response(served_json(state.app, request.script_root), mimetype="application/json")
-
-
-def _render(error: WebhookError) -> Response:
-    response = jsonify(error.body())
-    response.status_code = error.status_code
-    response.headers.update(error.headers())
-    if error.delivery_id is not None:  # the refused body is kept: where to find it
-        response.headers["X-PosWeb-Delivery"] = str(error.delivery_id)
-    return response
-
-
-def render_webhook_error(error: WebhookError) -> Response:
-    """JSON answer for a refused request; logged and signalled (``webhook_rejected``)."""
+def render_error(error: HTTPException) -> BaseResponse:
+    """Every HTTP error raised under the blueprint, as JSON: ours (a refused
+    request: logged and signalled, ``webhook_rejected``) and werkzeug's (a
+    500 for a bug included, which Flask has logged with its traceback)."""
+    if not isinstance(error, WebhookError):
+        response = jsonify(status="error", message=error.description)
+        response.status_code = error.code or 500
+        return response
     endpoint = (request.endpoint or "").partition(".")[2] or None
     level = logging.ERROR if error.status_code >= 500 else logging.WARNING
     logger.log(
@@ -208,77 +188,92 @@ def render_webhook_error(error: WebhookError) -> Response:
         error=error,
         delivery_id=error.delivery_id,
     )
-    return _render(error)
+    return error.get_response()
 
 
-def render_store_error(error: StoreError) -> Response:
+def render_store_error(error: StoreError) -> BaseResponse:
     """The inbox is down: 503, so that DealPOS retries (a 4xx would be final)."""
     retry_after = get_state().settings.retry_after
-    unavailable = UnavailableError(f"{error} Retry later.", retry_after)
-    return render_webhook_error(unavailable)
+    return render_error(UnavailableError(f"{error} Retry later.", retry_after))
 
 
-def render_http_error(error: HTTPException) -> Response:
-    """Werkzeug's errors raised inside the blueprint, as JSON too."""
-    response = jsonify(status="error", message=error.description)
-    response.status_code = error.code or 500
-    return response
-
-
-def render_unexpected(error: Exception) -> Response:
-    """A bug: logged with its traceback, answered without it."""
-    logger.error("Unexpected error on %s", request.path, exc_info=error)
-    response = jsonify(status="error", message="Internal error.")
-    response.status_code = 500
-    return response
-
-
-def exempt_from_app_csrf(state: PosWebState) -> None:
+def exempt_from_app_csrf(app: Flask, blueprint: Blueprint) -> None:
     """Let DealPOS's POSTs past Flask-WTF's ``CSRFProtect`` if the host
     turned it on for the whole app: they carry no session cookie nor form
     token (nothing a forged cross-site request could ride on) and are
     authenticated by their own credentials; without this every delivery
     would get a 400. The delivery log page keeps its own CSRF check."""
-    csrf: t.Any = state.app.extensions.get("csrf")
+    csrf: t.Any = app.extensions.get("csrf")
     # Flask-WTF's only: another extension under that name may mean something else by exempt.
     if csrf is not None and type(csrf).__module__.startswith("flask_wtf."):
-        csrf.exempt(state.extension.blueprint)
+        csrf.exempt(blueprint)
 
 
-def before_any_request() -> Response | None:
-    """Runs before every request of the app (not only ours).
+def before_any_request() -> BaseResponse | None:
+    """Runs before every request of the app (not only ours), and does only
+    what must be looked at per request:
 
-    Starts the background dispatcher at the first request this process serves
-    (see :mod:`~flask_posweb.dispatch.runner`), exempts the webhooks from an
-    app-wide ``CSRFProtect`` set up after the blueprint, and answers in JSON a request
-    under the blueprint's prefix that matched no route: routing errors never
-    reach a blueprint's error handlers, and Flask's own are HTML pages.
+    - starts the background dispatcher in this process if it does not run (the
+      first request after a start or a fork; see :mod:`~flask_posweb.dispatch.runner`);
+    - for a request to the webhooks, lets it past an app-wide ``CSRFProtect``
+      set up after the extension (idempotent: Flask-WTF keeps a set);
+    - answers in JSON a request under the blueprint's prefix that matched no
+      route: routing errors never reach a blueprint's error handlers, and
+      Flask's own are HTML pages.
     """
     state = get_state()
-    if state.background is not None and not state.background.running:
-        state.background.ensure_started()
-    if not state.csrf_checked:  # once: CSRFProtect may be set up after the blueprint
-        exempt_from_app_csrf(state)
-        state.csrf_checked = True
+    if state.dispatch is not None:
+        state.dispatch.ensure_running()
+    if request.blueprint in state.mounts:
+        exempt_from_app_csrf(state.app, state.blueprint)
     failed = request.routing_exception
-    if failed is None or not state.answers_for(request.path):
+    if failed is None or not answers_for(state, request.path):
         return None
     if isinstance(failed, MethodNotAllowed):
         allowed = sorted(set(failed.valid_methods or ["POST"]) - {"OPTIONS"})
-        return render_webhook_error(MethodNotAllowedError(allowed))
+        return render_error(MethodNotAllowedError(allowed))
     if isinstance(failed, NotFound):
-        return render_webhook_error(NotFoundError(request.path, nearest_route(state, request.path)))
+        return render_error(NotFoundError(request.path, nearest_route(state, request.path)))
+    if isinstance(failed, RequestRedirect):  # werkzeug merged slashes: say so in JSON
+        response = jsonify(
+            status="error",
+            message=f"This URL is {failed.new_url!r}: fix the one given to DealPOS.",
+        )
+        response.status_code = failed.code
+        response.headers["Location"] = failed.new_url
+        return response
     if isinstance(failed, HTTPException) and (failed.code or 500) >= 400:
-        return render_http_error(failed)  # a Host outside TRUSTED_HOSTS, say (not a redirect)
+        return render_error(failed)  # a Host outside TRUSTED_HOSTS, say
     return None
 
 
-def create_blueprint(extension: PosWeb) -> Blueprint:
-    """The blueprint serving every event in :data:`~flask_posweb.events.EVENTS`.
+def answers_for(state: PosWebState, path: str) -> bool:
+    """Whether a request for ``path`` that matched no route is ours to answer:
+    under a prefix the blueprint is mounted at, and not below another
+    blueprint mounted inside it (the log page answers its own, in HTML)."""
 
-    A factory, because a blueprint cannot change once registered.
-    """
-    bp = Blueprint("posweb", __name__)
+    def under(prefix: str, candidate: str) -> bool:
+        return candidate == prefix.rstrip("/") or candidate.startswith(prefix.rstrip("/") + "/")
+
+    prefixes = list(state.prefixes())
+    if not any(under(prefix, path) for prefix in prefixes):
+        return False
+    mounts = set(state.mounts)
+    for rule in state.app.url_map.iter_rules():
+        mount = rule.endpoint.rpartition(".")[0]
+        if not mount or mount in mounts:
+            continue
+        for prefix in prefixes:
+            if under(prefix, rule.rule):  # another blueprint's first segment below ours
+                segment = rule.rule[len(prefix.rstrip("/")) :].split("/")[1]
+                if under(prefix.rstrip("/") + "/" + segment, path):
+                    return False
+    return True
+
+
+def register_webhooks(bp: Blueprint) -> None:
+    """Add to ``bp`` one ``POST`` endpoint per event in :data:`~flask_posweb.events.EVENTS`,
+    the OAuth token URL, the JSON error handlers and the routing hook."""
     for event_type in EVENTS.values():
         bp.add_url_rule(
             event_type.url_rule,
@@ -289,20 +284,6 @@ def create_blueprint(extension: PosWeb) -> Blueprint:
     bp.add_url_rule(
         TOKEN_URL, "oauth_token", token, methods=["POST"], provide_automatic_options=False
     )
-    register_loyalty_views(bp, extension.loyalty)
-    bp.add_url_rule(
-        OPENAPI_URL,
-        "openapi_json",
-        openapi_json,
-        methods=["GET"],
-        provide_automatic_options=False,
-    )
-    bp.register_error_handler(WebhookError, render_webhook_error)
+    bp.register_error_handler(HTTPException, render_error)
     bp.register_error_handler(StoreError, render_store_error)
-    bp.register_error_handler(HTTPException, render_http_error)
-    bp.register_error_handler(Exception, render_unexpected)
     bp.before_app_request(before_any_request)
-    bp.record_once(extension._setup)
-    bp.record(extension._mounted)
-    register_commands(bp)
-    return bp

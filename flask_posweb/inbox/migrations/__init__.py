@@ -25,9 +25,9 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from ...exceptions import StoreError
-from ..database import Engines
-from ..database import deliveries
-from ..database import metadata
+from ..engines import Engines
+from ..tables import deliveries
+from ..tables import metadata
 
 __all__ = ["VERSION_TABLE", "Layout", "StoreOutdatedError", "head"]
 

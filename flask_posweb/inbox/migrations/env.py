@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from flask_posweb.inbox.database import metadata
 from flask_posweb.inbox.migrations import VERSION_TABLE
+from flask_posweb.inbox.tables import metadata
 
 
 def _ours(name: str | None, type_: str, parent_names: object) -> bool:

@@ -25,7 +25,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-#: Name: columns; the same as in ``inbox/database.py``.
+#: Name: columns; the same as in ``inbox/tables.py``.
 INDEXES = {
     "ix_posweb_deliveries_status_id": ["inbox", "status", "id"],
     "ix_posweb_deliveries_event_id": ["inbox", "event", "id"],

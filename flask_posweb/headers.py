@@ -10,10 +10,10 @@ from collections.abc import Mapping
 
 from werkzeug.datastructures import Headers as WerkzeugHeaders
 
-if t.TYPE_CHECKING:
-    from ..auth.verification import Headers
+__all__ = ["SECRET_HEADERS", "Headers", "RedactedHeaders", "redact"]
 
-__all__ = ["SECRET_HEADERS", "RedactedHeaders", "redact"]
+#: Request headers: werkzeug's (case-insensitive) or any mapping.
+Headers: t.TypeAlias = "WerkzeugHeaders | Mapping[str, str]"
 
 #: Headers never stored or shown: they carry credentials.
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})

@@ -3,12 +3,12 @@
 The catalogue and its schemas are the one list of events and fields; the typed
 payloads are derived from them, never written by hand::
 
-    python -m flask_posweb.schemas.typedicts > flask_posweb/typed.py
+    python -m flask_posweb.typedicts > flask_posweb/typed.py
 
 ``tests/test_typed.py`` fails when the file is not what this writes.
 
 A field is ``NotRequired`` unless its presence is enforced: only Invoice
-Payment's marks are exact (see :mod:`.loading`), so elsewhere every field may be
+Payment's marks are exact (see :mod:`.schemas.loading`), so elsewhere every field may be
 missing or ``null``. Unknown fields are kept in ``event.data`` too; a
 ``TypedDict`` cannot name them (reach them through ``event.raw``, or a
 ``WebhookEvent[dict[str, Any]]``).
@@ -24,11 +24,12 @@ import typing as t
 import marshmallow as ma
 from marshmallow import fields
 
-from .fields import Count
-from .fields import DateOrDateTime
-from .fields import Money
-from .fields import PosDate
-from .fields import Text
+from .events import EVENTS
+from .schemas.fields import Count
+from .schemas.fields import DateOrDateTime
+from .schemas.fields import Money
+from .schemas.fields import PosDate
+from .schemas.fields import Text
 
 __all__ = ["render", "type_name"]
 
@@ -37,7 +38,7 @@ __all__ = ["render", "type_name"]
 # (every key would count as required at run time). Nested types come first.
 HEADER = '''"""Typed payloads of the DealPOS events: ``WebhookEvent[PaymentCreated]``.
 
-Generated from the catalogue by ``python -m flask_posweb.schemas.typedicts``;
+Generated from the catalogue by ``python -m flask_posweb.typedicts``;
 do not edit. A field is ``NotRequired`` unless its presence is enforced (only
 Invoice Payment's marks are exact); unknown fields are kept in ``event.data``
 but not named here.
@@ -122,8 +123,6 @@ def _summary(schema: type[ma.Schema]) -> str:
 
 def render() -> str:
     """The source of :mod:`flask_posweb.typed`."""
-    from ..events import EVENTS
-
     writer = _Writer()
     aliases: list[str] = []
     for event in EVENTS.values():

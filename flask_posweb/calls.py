@@ -1,6 +1,11 @@
-"""The loyalty calls and their answers: what DealPOS asks, what a provider may
-return, and the exact JSON DealPOS gets back. ``views.py`` serves the calls;
-``memory.py`` remembers order-complete answers.
+"""The loyalty calls catalogue: the one list of DealPOS's loyalty calls, what a
+provider may return, and the exact JSON DealPOS gets back.
+
+Like :mod:`.events` for the webhooks, everything else is derived from
+:data:`CALLS`: the URLs (:mod:`.loyalty.views` serves them), the OpenAPI
+description, the CLI and the log page. Remembered answers are kept by the
+store (:mod:`.inbox.answers`). Public names are re-exported by
+:mod:`flask_posweb.loyalty`.
 
 .. versionadded:: 0.1
 """
@@ -10,18 +15,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import hashlib
 import typing as t
 from collections.abc import Callable
 from collections.abc import Mapping
 
 import marshmallow as ma
 
-from ..events import kebab
-from ..exceptions import ConfigurationError
-from ..exceptions import ProviderError
-from ..schemas import loyalty as schemas
-from ..schemas.loading import Loaded
-from ..schemas.loading import SchemaLoader
+from .events import kebab
+from .exceptions import ConfigurationError
+from .exceptions import ProviderError
+from .schemas import loyalty as schemas
+from .schemas.loading import Loaded
+from .schemas.loading import SchemaLoader
 
 __all__ = [
     "CALLS",
@@ -31,6 +37,7 @@ __all__ = [
     "LoyaltyCall",
     "LoyaltyCallType",
     "Provider",
+    "order_key",
 ]
 
 Provider = Callable[["LoyaltyCall"], t.Any]
@@ -166,6 +173,15 @@ CALLS: Mapping[str, LoyaltyCallType] = {
         ),
     )
 }
+
+
+def order_key(data: Mapping[str, t.Any], raw: bytes) -> str:
+    """What makes two calls the same order: its ``ID`` (at most 200 characters,
+    checked by the schema), else the exact body."""
+    order_id = data.get("ID")
+    if order_id:
+        return f"id:{order_id}"
+    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
 def _jsonable(value: t.Any) -> t.Any:

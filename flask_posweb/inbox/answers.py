@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
-import hashlib
 import typing as t
 from collections.abc import Mapping
 
@@ -26,22 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
-from ..inbox import Inbox
-from ..inbox.database import loyalty_answers
+from .database import Database
+from .database import bound
+from .tables import loyalty_answers
 
-__all__ = ["LoyaltyMemory", "Remembered", "order_key"]
+__all__ = ["AnswerStatus", "Answers", "Remembered"]
 
 L = loyalty_answers.c
 AnswerStatus = t.Literal["answering", "answered", "failed"]
-
-
-def order_key(data: Mapping[str, t.Any], raw: bytes) -> str:
-    """What makes two calls the same order: its ``ID`` (at most 200 characters,
-    checked by the schema), else the exact body."""
-    order_id = data.get("ID")
-    if order_id:
-        return f"id:{order_id}"
-    return f"sha256:{hashlib.sha256(raw).hexdigest()}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,26 +49,30 @@ class Remembered:
     updated_at: dt.datetime
 
 
-class LoyaltyMemory:
-    """Remembered answers, in the inbox's database (and through its writer)."""
+class Answers:
+    """Remembered answers, in the inbox's database (and through its writer).
 
-    def __init__(self, inbox: Inbox) -> None:
-        self.inbox = inbox
-        clock, now = inbox.clock, inbox.clock.now()
-        dialect = inbox.engines.dialect
+    .. versionadded:: 0.3
+        (0.2 called it ``LoyaltyMemory``, in ``flask_posweb.loyalty.memory``.)
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        clock, now = database.clock, database.clock.now()
+        dialect = database.engines.dialect
         insert = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(
             loyalty_answers
         )
         statement = insert.values(
-            inbox=sa.bindparam("b_inbox"),
-            call=sa.bindparam("b_call"),
-            key=sa.bindparam("b_key"),
+            inbox=bound("inbox"),
+            call=bound("call"),
+            key=bound("key"),
             status="answering",
-            raw=sa.bindparam("b_raw"),
-            headers=sa.bindparam("b_headers", type_=L.headers.type),
+            raw=bound("raw"),
+            headers=bound("headers", type_=L.headers.type),
             created_at=now,
             updated_at=now,
-            locked_by=sa.bindparam("b_owner"),
+            locked_by=bound("owner"),
             locked_until=clock.plus("b_lease"),
         )
         # A failed call, or one whose provider's lease ran out, is taken over;
@@ -97,11 +91,11 @@ class LoyaltyMemory:
         ).returning(L.id)
         self._settle = (
             loyalty_answers.update()
-            .where(L.id == sa.bindparam("b_id"), L.locked_by == sa.bindparam("b_owner"))
+            .where(L.id == bound("id"), L.locked_by == bound("owner"))
             .values(
-                status=sa.bindparam("b_status"),
-                answer=sa.bindparam("b_answer", type_=L.answer.type),
-                errors=sa.bindparam("b_errors", type_=L.errors.type),
+                status=bound("status"),
+                answer=bound("answer", type_=L.answer.type),
+                errors=bound("errors", type_=L.errors.type),
                 locked_by=None,
                 locked_until=None,
                 updated_at=now,
@@ -123,18 +117,10 @@ class LoyaltyMemory:
             before, or abandoned); ``(None, remembered)`` otherwise: answered
             already, or being answered by another request right now.
         """
-        values = self.inbox.clock.bind(
-            {
-                "b_inbox": self.inbox.name,
-                "b_call": call,
-                "b_key": key,
-                "b_raw": raw,
-                "b_headers": dict(headers),
-                "b_owner": owner,
-                "b_lease": lease,
-            }
+        values = self.database.values(
+            call=call, key=key, raw=raw, headers=dict(headers), owner=owner, lease=lease
         )
-        taken = self.inbox._write(lambda c: c.execute(self._take, values).scalar())
+        taken = self.database.write(lambda c: c.execute(self._take, values).scalar())
         if taken is not None:
             return int(taken), None
         return None, self.get(call, key)
@@ -149,43 +135,37 @@ class LoyaltyMemory:
         errors: dict[str, t.Any] | None = None,
     ) -> bool:
         """Remember the outcome of a call ``owner`` answered; ``False`` if it lost the lease."""
-        values = self.inbox.clock.bind(
-            {
-                "b_id": answer_id,
-                "b_owner": owner,
-                "b_status": status,
-                "b_answer": answer,
-                "b_errors": errors,
-            }
+        values = self.database.values(
+            id=answer_id, owner=owner, status=status, answer=answer, errors=errors
         )
-        return bool(self.inbox._write(lambda c: c.execute(self._settle, values).rowcount))
+        return bool(self.database.execute(self._settle, values))
 
     def get(self, call: str, key: str) -> Remembered | None:
         """The remembered call, if any."""
         query = sa.select(loyalty_answers).where(
-            L.inbox == self.inbox.name, L.call == call, L.key == key
+            L.inbox == self.database.name, L.call == call, L.key == key
         )
-        row = self.inbox._read(query).one_or_none()
+        row = self.database.read(query).one_or_none()
         return None if row is None else _remembered(row)
 
-    def list(self, limit: int = 50) -> list[Remembered]:
+    def recent(self, limit: int = 50) -> list[Remembered]:
         """Remembered calls, newest first (read-only, for operators)."""
         query = (
             sa.select(loyalty_answers)
-            .where(L.inbox == self.inbox.name)
+            .where(L.inbox == self.database.name)
             .order_by(L.id.desc())
             .limit(limit)
         )
-        return [_remembered(row) for row in self.inbox._read(query)]
+        return [_remembered(row) for row in self.database.read(query)]
 
     def housekeep(self, retention: float, batch: int = 500, batches: int = 20) -> int:
         """Forget answers older than ``retention`` seconds (never one being answered)."""
         old = (
             sa.select(L.id)
             .where(
-                L.inbox == sa.bindparam("b_inbox"),
+                L.inbox == bound("inbox"),
                 L.status != "answering",
-                L.updated_at < self.inbox.clock.plus("b_age"),
+                L.updated_at < self.database.clock.plus("b_age"),
             )
             .limit(batch)
             .scalar_subquery()
@@ -193,16 +173,11 @@ class LoyaltyMemory:
         statement = loyalty_answers.delete().where(L.id.in_(old))
         total = 0
         for _ in range(batches):
-            values = self.inbox.clock.bind({"b_inbox": self.inbox.name, "b_age": -retention})
-            done = self.inbox._write(functools.partial(_rowcount, statement, values))
+            done = self.database.execute(statement, self.database.values(age=-retention))
             total += done
             if done < batch:
                 break
         return total
-
-
-def _rowcount(statement: sa.Executable, values: dict[str, t.Any], connection: sa.Connection) -> int:
-    return int(connection.execute(statement, values).rowcount)
 
 
 def _remembered(row: sa.Row[t.Any]) -> Remembered:

@@ -1,0 +1,178 @@
+"""What the commands share: their group, option types, the filter options, formats.
+
+Every error is one line through click: exit code 2 for a usage mistake, 1 for
+a failure. Times are shown in UTC, and say so.
+
+.. versionadded:: 0.3
+    (0.1 and 0.2 kept the whole command line in ``cli.py``.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import typing as t
+
+import click
+from flask.cli import AppGroup
+
+from ..durations import parse_duration
+from ..events import EVENTS
+from ..exceptions import PosWebError
+from ..exceptions import StoreError
+from ..inbox import MAX_ID
+from ..inbox import STATUSES
+from ..inbox import Delivery
+from ..inbox import utcnow
+from ..state import PosWebState
+from ..state import get_state
+
+__all__ = [
+    "DELIVERY_ID",
+    "PosWebGroup",
+    "duration",
+    "filter_options",
+    "inbox_state",
+    "parse_moment",
+    "public_url",
+    "summary",
+    "when",
+]
+
+#: A delivery id given on the command line: checked before it reaches the database.
+DELIVERY_ID = click.IntRange(1, MAX_ID)
+
+
+class PosWebGroup(AppGroup):
+    """``flask posweb``: Flask's command group, with the library's own errors
+    as one line (exit code 1)."""
+
+    def invoke(self, ctx: click.Context) -> t.Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:  # the driver's reason: a refused password, a full disk
+            message = f"The inbox's database: {exc.reason}" if exc.reason else str(exc)
+            raise click.ClickException(message) from None
+        except PosWebError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def when(moment: dt.datetime | None) -> str:
+    """A stored (naive UTC) time, with its zone."""
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+MOMENT_FORMS = (
+    "an ISO date or date-time (UTC unless it has a zone, e.g. 2026-11-29T08:00+07:00) "
+    "or a duration ago (90s, 10m, 2h, 7d)"
+)
+
+
+def parse_moment(text: str) -> dt.datetime:
+    """An ISO date/date-time (UTC unless it has a zone), or a duration ago (``2h``)."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return utcnow() - dt.timedelta(seconds=parse_duration(text))
+        except (ValueError, OverflowError):
+            raise click.BadParameter(f"{text!r} is not {MOMENT_FORMS}.") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def duration(text: str) -> float:
+    """A duration option (``30d``), in seconds."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+class Choice(click.Choice[str]):
+    """A choice whose error names the closest value."""
+
+    def convert(
+        self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> t.Any:
+        if value in self.choices:
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in self.choices], n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        self.fail(f"{value!r} is not one of them.{hint}", param, ctx)
+
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def filter_options(command: F) -> F:
+    """The options that choose deliveries, shared by ``list`` and ``replay``."""
+    options = [
+        click.option(
+            "--status",
+            "statuses",
+            multiple=True,
+            type=Choice(STATUSES),
+            help="Only this status (repeatable).",
+        ),
+        click.option(
+            "--event",
+            "events",
+            multiple=True,
+            type=Choice(list(EVENTS)),
+            metavar="EVENT",
+            help="Only this event (repeatable).",
+        ),
+        click.option(
+            "--since",
+            type=parse_moment,
+            metavar="WHEN",
+            help=(
+                "Received at or after WHEN: an ISO date or date-time (UTC unless zoned), "
+                "or a duration ago (2h, 7d)."
+            ),
+        ),
+        click.option(
+            "--until", type=parse_moment, metavar="WHEN", help="Received before WHEN (same forms)."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def summary(delivery: Delivery) -> dict[str, t.Any]:
+    """A delivery as ``list --json`` and ``show --json`` print it."""
+
+    def iso(moment: dt.datetime | None) -> str | None:
+        return None if moment is None else moment.replace(tzinfo=dt.timezone.utc).isoformat()
+
+    return {
+        "id": delivery.id,
+        "event": delivery.event,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "received_at": iso(delivery.received_at),
+        "next_attempt_at": iso(delivery.next_attempt_at),
+        "replay": delivery.replay,
+        "leased_by": delivery.locked_by,
+        "missing": delivery.missing or [],
+        "failed_receivers": delivery.failed_receivers,
+    }
+
+
+def public_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A public URL to print for DealPOS: with its scheme, or it would be pasted as is."""
+    if value is not None and not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+        raise click.BadParameter(f"{value!r} is not a URL like https://shop.example.com.")
+    return value
+
+
+def inbox_state() -> PosWebState:
+    """The app's state, for commands that need its inbox; a one-line error without one."""
+    state = get_state()
+    if state.inbox is None:
+        raise click.ClickException("This command needs the inbox: POSWEB_INBOX is off.")
+    return state

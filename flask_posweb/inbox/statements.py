@@ -1,0 +1,274 @@
+"""The inbox's SQL, built once per inbox: each execution only binds values.
+
+Where a delivery goes next is decided in :mod:`.states`; this module writes
+those decisions as SQL (:func:`case`), and the filters operators give as
+``WHERE`` clauses (:func:`where`).
+
+.. versionadded:: 0.3
+    (0.1 and 0.2 built these in ``store.py``.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.compiler import compiles
+
+from . import states
+from .clock import Clock
+from .database import bound
+from .duplicates import claim_statement
+from .duplicates import rescope_statement
+from .filters import Filter
+from .states import Status
+from .tables import deliveries
+from .tables import duplicates
+from .tables import receiver_sets
+
+__all__ = ["D", "Statements", "case", "free", "upsert", "where"]
+
+D = deliveries.c
+
+
+def case(mapping: Mapping[Status, Status], column: sa.ColumnElement[str]) -> sa.Case[str]:
+    """The SQL ``CASE`` that moves ``column`` as ``mapping`` (a table of
+    :mod:`.states`) says; callers filter rows to ``mapping``'s keys."""
+    return sa.case({source: target for source, target in mapping.items()}, value=column)
+
+
+def upsert(dialect: sa.Dialect, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """The dialect's ``INSERT`` with ``ON CONFLICT`` (both speak it)."""
+    return (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def free(clock: Clock) -> sa.ColumnElement[bool]:
+    """Not leased, or leased by a dispatcher whose lease ran out."""
+    return sa.or_(D.locked_by.is_(None), D.locked_until < clock.now())
+
+
+def where(which: Filter) -> list[sa.ColumnElement[bool]]:
+    """The ``WHERE`` clauses of an operator's filter."""
+    clauses: list[sa.ColumnElement[bool]] = []
+    if which.status:
+        clauses.append(D.status.in_(which.status))
+    if which.event:
+        clauses.append(D.event.in_(which.event))
+    if which.since is not None:
+        clauses.append(D.received_at >= which.since)
+    if which.until is not None:
+        clauses.append(D.received_at < which.until)
+    if which.ids:
+        clauses.append(D.id.in_(which.ids))
+    if which.text:
+        clauses.append(_Contains(D.raw, sa.literal(which.text.encode(), sa.LargeBinary())))
+    return clauses
+
+
+class _Contains(sa.sql.functions.FunctionElement[bool]):
+    """``haystack`` (bytes) contains ``needle`` (bytes), in each dialect's words."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+    name = "posweb_contains"
+
+
+@compiles(_Contains, "sqlite")
+def _contains_sqlite(element: _Contains, compiler: t.Any, **kw: t.Any) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
+    return f"instr({haystack}, {needle}) > 0"
+
+
+@compiles(_Contains, "postgresql")
+def _contains_postgresql(element: _Contains, compiler: t.Any, **kw: t.Any) -> str:
+    haystack, needle = (compiler.process(c, **kw) for c in element.clauses)
+    return f"position({needle} in {haystack}) > 0"
+
+
+class Statements:
+    """The inbox's SQL, built once: each execution only binds values."""
+
+    def __init__(self, dialect: sa.Dialect, clock: Clock) -> None:
+        now, inbox = clock.now(), bound("inbox")
+        lease_until = clock.plus("b_lease")
+        mine = sa.and_(D.id == bound("id"), D.inbox == inbox)
+        everything = [*deliveries.c]
+        self.register = _register_statement(dialect, now)
+        self.claim_scope = claim_statement(dialect, clock)
+
+        def insert(status: Status, leased: bool, enqueued: bool = False) -> sa.Insert:
+            # What every new row starts with is written into the SQL, not bound,
+            # and only what the database decides comes back (see _new_delivery):
+            # this runs under the write lock, once per delivery.
+            return (
+                deliveries.insert()
+                .values(
+                    inbox=inbox,
+                    event=bound("event"),
+                    status=sa.literal_column(f"'{status}'", D.status.type),
+                    raw=bound("raw"),
+                    headers=bound("headers", type_=D.headers.type),
+                    errors=bound("errors", type_=D.errors.type) if status == "rejected" else None,
+                    missing=bound("missing", type_=D.missing.type),
+                    receiver_set=bound("receiver_set", type_=D.receiver_set.type),
+                    outcomes=sa.literal_column("'[]'", D.outcomes.type),
+                    attempts=sa.literal_column("1" if leased else "0", D.attempts.type),
+                    generation=sa.literal_column("0", D.generation.type),
+                    replay=sa.false(),
+                    received_at=now,
+                    updated_at=now,
+                    next_attempt_at=now if status == "pending" else None,
+                    locked_by=bound("owner", type_=D.locked_by.type) if leased else None,
+                    locked_until=lease_until if leased else None,
+                    enqueued_at=now if enqueued else None,
+                )
+                .returning(D.id, D.received_at, D.locked_until)
+            )
+
+        self._inserts = {
+            (leased, enqueued): insert("pending", leased, enqueued)
+            for leased in (False, True)
+            for enqueued in (False, True)
+        }
+        self.rejected = insert("rejected", False)
+        self.delete = deliveries.delete().where(D.id == bound("id"))
+        self.in_scope = (
+            sa.select(deliveries)
+            .join(duplicates, duplicates.c.delivery_id == D.id)
+            .where(duplicates.c.scope == bound("scope"))
+        )
+        self.rescope = rescope_statement(clock)
+        take = {
+            "locked_by": bound("owner"),
+            "locked_until": lease_until,
+            "attempts": D.attempts + 1,
+            "updated_at": now,
+        }
+        unleased = free(clock)
+        # Only a dispatcher that has every receiver the delivery expects (or one
+        # kept from 0.1, which expects none in particular).
+        expected = sa.or_(
+            D.receiver_set.is_(None), D.receiver_set.in_(bound("sets", expanding=True))
+        )
+        self.claim = (
+            deliveries.update()
+            .where(mine, D.status.in_(states.DISPATCHABLE), unleased, expected)
+            .values(take)
+            .returning(*everything)
+        )
+        self.claim_repeat = (
+            deliveries.update()
+            .where(mine, D.status.in_(list(states.REPEAT)), unleased, expected)
+            .values(
+                {
+                    **take,
+                    "status": case(states.REPEAT, D.status),
+                    # A dead delivery repeated by DealPOS gets a fresh attempt budget.
+                    "attempts": sa.case((D.status == "dead", 1), else_=D.attempts + 1),
+                }
+            )
+            .returning(*everything)
+        )
+        self.repeat = (
+            deliveries.update()
+            .where(mine, D.status.in_(["failed", "dead"]), unleased)
+            .values(
+                status=case(states.REPEAT, D.status),
+                attempts=sa.case((D.status == "dead", 0), else_=D.attempts),
+                next_attempt_at=now,
+                updated_at=now,
+            )
+        )
+        # Due now, held by no dispatcher, with receivers the asking app has: what a
+        # dispatcher takes next, and what the relay sends tasks for.
+        takeable = (
+            D.inbox == inbox,
+            D.status.in_(states.DISPATCHABLE),
+            D.next_attempt_at <= now,
+            unleased,
+            expected,
+        )
+        due = (
+            sa.select(D.id)
+            .where(*takeable)
+            .order_by(D.next_attempt_at, D.id)
+            .limit(1)
+            # PostgreSQL: concurrent dispatchers pass over a row another one is
+            # taking instead of waiting for it. SQLite: the write lock serialises.
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        self.claim_due = deliveries.update().where(D.id == due).values(take).returning(*everything)
+        self.extend = (
+            deliveries.update()
+            .where(mine, D.locked_by == bound("owner"))
+            .values(locked_until=lease_until)
+        )
+        self.finish = (
+            deliveries.update()
+            .where(mine, D.locked_by == bound("owner"))
+            .values(
+                status=bound("status"),
+                next_attempt_at=clock.plus("b_retry_in"),
+                errors=bound("errors", type_=D.errors.type),
+                outcomes=bound("outcomes", type_=D.outcomes.type),
+                locked_by=None,
+                locked_until=None,
+                # The task that carried this attempt is done (Celery mode): the
+                # relay sends the next one when the retry is due, not a requeue later.
+                enqueued_at=None,
+                updated_at=now,
+            )
+        )
+        relayable = (
+            sa.select(D.id)
+            .where(
+                *takeable,
+                sa.or_(D.enqueued_at.is_(None), D.enqueued_at < clock.plus("b_requeue_after")),
+            )
+            .order_by(D.next_attempt_at, D.id)
+            .limit(bound("limit", type_=sa.Integer(), literal_execute=True))
+            .with_for_update(skip_locked=True)
+        )
+        self.take_for_relay = (
+            deliveries.update()
+            .where(D.id.in_(relayable.scalar_subquery()))
+            .values(enqueued_at=now)
+            .returning(D.id)
+        )
+        self.unsent = (
+            deliveries.update()
+            .where(D.inbox == inbox, D.id.in_(bound("ids", expanding=True)))
+            .values(enqueued_at=None)
+        )
+        self.replay_values = {
+            "status": case(states.REPLAY, D.status),
+            # A finished delivery runs every receiver again: a new generation.
+            "generation": sa.case(
+                (D.status.in_(["processed", "unhandled"]), D.generation + 1), else_=D.generation
+            ),
+            "replay": True,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "updated_at": now,
+        }
+
+    def insert(self, *, leased: bool, enqueued: bool) -> sa.Insert:
+        return self._inserts[leased, enqueued]
+
+
+def _register_statement(dialect: sa.Dialect, now: sa.ColumnElement[dt.datetime]) -> sa.Insert:
+    return (
+        upsert(dialect, receiver_sets)
+        .values(
+            key=bound("key"),
+            event=bound("event"),
+            receivers=bound("receivers", type_=receiver_sets.c.receivers.type),
+            first_seen=now,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
