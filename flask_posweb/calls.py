@@ -208,6 +208,10 @@ class LoyaltyCall:
     raw: bytes
     #: Request headers, credentials removed.
     headers: Mapping[str, str]
+    #: The merchant that called (``None``: the app's own credentials).
+    #:
+    #: .. versionadded:: 0.3
+    merchant: str | None = None
 
 
 class Loyalty:

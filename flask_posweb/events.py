@@ -149,6 +149,11 @@ class WebhookEvent(t.Generic[D]):
     #: Fields the documentation marks required that the body lacked
     #: (``"Customer.Email"``): accepted all the same, see ``POSWEB_STRICT_PRESENCE``.
     missing: tuple[str, ...] = ()
+    #: The merchant that sent it: the one the URL names, or whose credential
+    #: it carried (``None``: the app's own credentials).
+    #:
+    #: .. versionadded:: 0.3
+    merchant: str | None = None
 
     @property
     def type(self) -> EventType:

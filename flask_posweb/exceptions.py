@@ -212,6 +212,26 @@ class ProviderError(WebhookError):
     code = 500
 
 
+class TooManyRequestsError(WebhookError):
+    """A merchant sent more than its limit (``POSWEB_MERCHANT_RATE_LIMIT``).
+
+    DealPOS retries a 429 once, 7 s later.
+
+    :param retry_after: seconds, sent as ``Retry-After``.
+
+    .. versionadded:: 0.3
+    """
+
+    code = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class UnavailableError(WebhookError):
     """The delivery could not be committed (or answered in time); retry later.
 

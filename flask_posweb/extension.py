@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import difflib
 import inspect
+import re
 import typing as t
 import weakref
 
@@ -21,6 +22,7 @@ from flask import Flask
 from flask.blueprints import BlueprintSetupState
 
 from . import signals
+from .auth.credentials import Lookup
 from .calls import Loyalty
 from .cli import register_commands
 from .config import DEFAULTS
@@ -44,6 +46,7 @@ if t.TYPE_CHECKING:
 __all__ = ["PosWeb"]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+L = t.TypeVar("L", bound=Lookup)
 
 #: Lifecycle signals a handler may subscribe to by name, besides the events.
 LIFECYCLE: dict[str, NamedSignal] = {name: getattr(signals, name) for name in signals.KEYWORDS}
@@ -72,6 +75,7 @@ class PosWeb:
     def __init__(self, app: Flask | None = None) -> None:
         self._handlers: dict[str, list[t.Callable[..., t.Any]]] = collections.defaultdict(list)
         self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
+        self._credentials: Lookup | None = None
         #: Providers of DealPOS's loyalty calls (see :class:`~flask_posweb.loyalty.Loyalty`).
         self.loyalty = Loyalty()
         #: The blueprint: one ``POST`` endpoint per event, the token URL and the loyalty calls.
@@ -114,6 +118,32 @@ class PosWeb:
         .. versionadded:: 0.2
         """
         return get_state().require_inbox()
+
+    def credentials(self, lookup: L) -> L:
+        """Register the lookup of merchants' credentials, in the host's own store::
+
+            @posweb.credentials
+            def dealpos_credentials(query: CredentialQuery) -> Credentials | None:
+                shop = Shop.query.filter_by(name=query.id).one_or_none() ...
+
+        It is asked which merchant's credentials a request may carry (by the
+        merchant's name, or by the presented API key's digest, Basic user or
+        OAuth client), and its answers are cached for ``POSWEB_CREDENTIALS_TTL``.
+        See :doc:`merchants`. Returns the function unchanged.
+
+        :raises ConfigurationError: an app is set up already (register it first),
+            or a lookup is registered already.
+
+        .. versionadded:: 0.3
+        """
+        if list(self._apps):
+            raise ConfigurationError(
+                "Register the credentials lookup before an app is set up with this extension."
+            )
+        if self._credentials is not None:
+            raise ConfigurationError("A credentials lookup is registered already: keep one.")
+        self._credentials = lookup
+        return lookup
 
     def on(self, signal_name: str, *, name: str | None = None) -> t.Callable[[F], F]:
         """Connect the decorated function to the signal ``signal_name`` of every
@@ -161,7 +191,7 @@ class PosWeb:
             raise ConfigurationError("Flask-PosWeb is already set up on this app.")
         for key, value in DEFAULTS.items():
             app.config.setdefault(key, value)
-        settings = read_settings(app.config, app.instance_path)
+        settings = read_settings(app.config, app.instance_path, credentials=self._credentials)
         state = PosWebState(app, self.blueprint, settings, providers=self.loyalty.providers)
         app.extensions["posweb"] = state
         for name, receivers in self._handlers.items():
@@ -181,21 +211,43 @@ class PosWeb:
         state = get_state(app)
         if state.blueprint is not self.blueprint:
             raise ConfigurationError("Flask-PosWeb is already set up on this app.")
+        prefix = setup.url_prefix or ""
+        _check_prefix(prefix, state)
         if state.settings.dashboard is not None:
-            register_dashboard(state, setup.url_prefix or "")
+            # One page for every merchant: below the prefix's fixed part.
+            register_dashboard(state, prefix.partition("<")[0])
+
+
+def _check_prefix(prefix: str, state: PosWebState) -> None:
+    """Fail at registration: a prefix may name one variable, ``<merchant>``, and
+    a URL per merchant needs the merchants' credentials."""
+    variables = [name.rpartition(":")[2] for name in re.findall(r"<([^<>]+)>", prefix)]
+    if any(name != "merchant" for name in variables):
+        raise ConfigurationError(
+            f"The URL prefix {prefix!r} names {variables}: the only variable it may name "
+            "is <merchant> (one URL per merchant, /dealpos/<merchant>)."
+        )
+    if variables and state.settings.credentials is None and not state.settings.no_auth:
+        raise ConfigurationError(
+            f"The URL prefix {prefix!r} is per merchant, and there is no credentials lookup "
+            "(POSWEB_CREDENTIALS or @posweb.credentials): the app's own credentials are "
+            "no merchant's, so every request would be refused."
+        )
 
 
 def _check_signature(
     receiver: t.Callable[..., t.Any], signal: str, keywords: tuple[str, ...]
 ) -> None:
     """Fail at decoration, not at the first delivery: a receiver is called as
-    ``receiver(app, **keywords)`` (and should take ``**extra`` for later ones)."""
+    ``receiver(app, **keywords)``, plus the extra ones it names (``merchant``),
+    and should take ``**extra`` for later ones."""
     try:
         parameters = inspect.signature(receiver)
     except (TypeError, ValueError):  # a builtin or a C callable: trust it
         return
+    named = [name for name in signals.EXTRA if name in parameters.parameters]
     try:
-        parameters.bind(object(), **dict.fromkeys(keywords))
+        parameters.bind(object(), **dict.fromkeys([*keywords, *named]))
     except TypeError:
         listed = ", ".join(keywords)
         raise TypeError(

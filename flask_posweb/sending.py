@@ -87,14 +87,16 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Res
         raise SendError(f"Could not reach {url}: {reason}. Is the app running there?") from None
 
 
-def _endpoint_url(name: str, url: str) -> str:
+def _endpoint_url(name: str, url: str, merchant: str | None = None) -> str:
     """``url`` itself if it has a path, else ``url`` + this app's path for ``name``."""
     if urllib.parse.urlsplit(url).path.strip("/"):
         return url
     try:
-        path = get_state().path(name)
+        path = get_state().path(name, merchant)
     except KeyError:
         raise UnknownEventError(f"{name!r} is not an endpoint of this app.") from None
+    except ValueError as exc:  # the URL is a merchant's
+        raise SendError(f"{exc} (--merchant NAME)") from None
     return url.rstrip("/") + path
 
 
@@ -128,13 +130,16 @@ def auth_headers(
 TOKEN_FORM = urllib.parse.urlencode({"grant_type": "client_credentials"}).encode()
 
 
-def _http_token(base_url: str, timeout: float) -> t.Callable[[str, str], str]:
+def _http_token(
+    base_url: str, timeout: float, merchant: str | None = None
+) -> t.Callable[[str, str], str]:
     def fetch(client_id: str, secret: str) -> str:
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Authorization": basic_header(f"{client_id}:{secret}"),
         }
-        result = _post(_endpoint_url("oauth_token", base_url), TOKEN_FORM, headers, timeout)
+        token_url = _endpoint_url("oauth_token", base_url, merchant)
+        result = _post(token_url, TOKEN_FORM, headers, timeout)
         if result.status != 200:
             raise SendError(
                 f"The token URL answered {result.status}: {result.body.decode('utf-8', 'replace')}"
@@ -150,12 +155,21 @@ def _base(url: str) -> str:
 
 
 def send(
-    name: str, body: bytes, url: str, *, key: str | None = None, timeout: float = 30
+    name: str,
+    body: bytes,
+    url: str,
+    *,
+    key: str | None = None,
+    merchant: str | None = None,
+    timeout: float = 30,
 ) -> Result:
-    """POST ``body`` to the endpoint of ``name`` on the server at ``url``, with credentials."""
-    target = _endpoint_url(name, url)
+    """POST ``body`` to the endpoint of ``name`` on the server at ``url``, with credentials.
+
+    :param merchant: the merchant of the URL, when the blueprint is mounted per merchant.
+    """
+    target = _endpoint_url(name, url, merchant)
     headers = {
         "Content-Type": "application/json",
-        **auth_headers(_http_token(_base(url), timeout), key),
+        **auth_headers(_http_token(_base(url), timeout, merchant), key),
     }
     return _post(target, body, headers, timeout)

@@ -3,8 +3,9 @@
 Each signal's name is its Python name (``payment_created``), which is also
 the event's canonical name. The sender is always the Flask app. Every other
 argument is a keyword argument: ``event`` for the events' signals, those in
-:data:`KEYWORDS` for the lifecycle signals. Receivers should accept
-``**extra`` so that later arguments do not break them.
+:data:`KEYWORDS` for the lifecycle signals, and those in :data:`EXTRA` for
+every signal, given to the receivers that name them (or take ``**extra``): a
+receiver written before an extra argument was added keeps working.
 
 Per-event signals carry a :class:`~flask_posweb.WebhookEvent`. Their receivers
 are isolated: each runs even if another raises, and each outcome is recorded
@@ -70,6 +71,14 @@ loyalty_failed = namespace.signal(
     doc="A loyalty provider raised, returned a malformed answer or overran its time "
     "budget. Keywords: ``call``, ``error``.",
 )
+
+#: Keyword arguments every signal sends, to the receivers that take them (a
+#: parameter of that name, or ``**extra``): ``merchant``, who sent the delivery
+#: or call (``None``: the app's own credentials; a refused request's is the one
+#: its URL named).
+#:
+#: .. versionadded:: 0.3
+EXTRA: tuple[str, ...] = ("merchant",)
 
 #: The keyword arguments each lifecycle signal is sent with; each event's signal
 #: is sent with ``event`` only. ``PosWeb.on`` checks receivers against these.

@@ -18,7 +18,9 @@ from collections.abc import Mapping
 from flask import Blueprint
 from flask import Flask
 from flask import current_app
+from werkzeug.routing import Rule
 
+from .auth.credentials import CachedLookup
 from .auth.credentials import Credentials
 from .auth.tokens import TokenAuthority
 from .auth.verification import Authenticator
@@ -89,16 +91,32 @@ class PosWebState:
         registration: ``posweb.payment_created``, or ``shop.payment_created``."""
         return f"{self.mounts[0]}.{name}"
 
-    def path(self, name: str) -> str:
+    def path(self, name: str, merchant: str | None = None) -> str:
         """The path of the blueprint's ``name`` below the app's root
         (``/dealpos/payment-created``), read from the URL map: no request
         needed, so neither ``TRUSTED_HOSTS`` nor ``APPLICATION_ROOT`` changes it.
 
+        :param merchant: fills the prefix's ``<merchant>`` when it has one.
         :raises KeyError: the blueprint has no such endpoint.
+        :raises ValueError: the path needs a merchant, and none was given.
         """
+        rule = self._rule(name)
+        if "merchant" not in rule.arguments:
+            return rule.rule
+        if merchant is None:
+            raise ValueError(f"{rule.rule!r} is a merchant's: say which merchant.")
+        adapter = self.app.url_map.bind("localhost", script_name="/")
+        return adapter.build(rule.endpoint, {"merchant": merchant})
+
+    @property
+    def per_merchant(self) -> bool:
+        """Whether the blueprint is mounted with a ``<merchant>`` in its prefix."""
+        return "merchant" in self._rule("oauth_token").arguments
+
+    def _rule(self, name: str) -> Rule:
         try:
-            return next(self.app.url_map.iter_rules(self.endpoint(name))).rule
-        except (IndexError, StopIteration):
+            return next(self.app.url_map.iter_rules(self.endpoint(name)))
+        except (IndexError, StopIteration, KeyError):
             raise KeyError(name) from None
 
     def prefixes(self) -> Iterator[str]:
@@ -167,20 +185,28 @@ def _mode(name: str) -> Mode:
 
 
 def _authenticator(settings: Settings, tokens: TokenAuthority | None) -> Authenticator:
+    """The app's own credentials, the merchants' through the host's lookup (cached),
+    and the modes they use: a lookup may answer any kind."""
     own = Credentials(
         None,
         api_keys=settings.api_keys,
         basic=settings.basic_auth,
         oauth_clients=settings.oauth_clients,
     )
+    lookup = settings.credentials
+    cached = (
+        None
+        if lookup is None
+        else CachedLookup(lookup, settings.credentials_ttl, retry_after=settings.retry_after)
+    )
     modes: list[AuthMode] = []
-    if settings.api_keys:
+    if settings.api_keys or lookup:
         modes.append("api_key")
-    if settings.basic_auth:
+    if settings.basic_auth or lookup:
         modes.append("basic")
     if tokens is not None:
         modes.append("bearer")
-    return Authenticator(own, None, modes, api_key_header=settings.api_key_header, tokens=tokens)
+    return Authenticator(own, cached, modes, api_key_header=settings.api_key_header, tokens=tokens)
 
 
 def get_state(app: Flask | None = None) -> PosWebState:

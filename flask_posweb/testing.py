@@ -66,6 +66,7 @@ class PosWebClient(FlaskClient):
         *,
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
+        merchant: str | None = None,
         **kwargs: t.Any,
     ) -> TestResponse:
         """POST ``payload`` (default: the built-in sample) to the URL of ``event``.
@@ -73,12 +74,25 @@ class PosWebClient(FlaskClient):
         :param payload: a mapping (sent as JSON), or the exact bytes/text to send.
         :param key: an API key to send instead of the configured credentials.
         :param headers: extra headers; they override the credentials.
-        """
-        return self._post(event, payload, key, headers, **kwargs)
+        :param merchant: the merchant of the URL, when the blueprint is mounted
+            at ``/dealpos/<merchant>`` (send that merchant's ``key`` too).
 
-    def call_loyalty(self, call: str, payload: Payload = None, **kwargs: t.Any) -> TestResponse:
+        .. versionchanged:: 0.3
+            ``merchant``.
+        """
+        return self._post(event, payload, key, headers, merchant, **kwargs)
+
+    def call_loyalty(
+        self,
+        call: str,
+        payload: Payload = None,
+        *,
+        key: str | None = None,
+        merchant: str | None = None,
+        **kwargs: t.Any,
+    ) -> TestResponse:
         """POST a loyalty call (``member_points``, ``order_complete``, ``validate_coupon``)."""
-        return self._post(f"loyalty_{call}", payload, None, None, **kwargs)
+        return self._post(f"loyalty_{call}", payload, key, None, merchant, **kwargs)
 
     def _post(
         self,
@@ -86,15 +100,18 @@ class PosWebClient(FlaskClient):
         payload: Payload,
         key: str | None,
         headers: Mapping[str, str] | None,
+        merchant: str | None,
         **kwargs: t.Any,
     ) -> TestResponse:
         # With TRUSTED_HOSTS set, the test client's default host (localhost)
         # may be refused: send to a trusted one unless told where.
         kwargs.setdefault("base_url", self._trusted_base_url())
-        path = get_state(self.application).path(endpoint)
+        path = get_state(self.application).path(endpoint, merchant)
         with self.application.app_context():
             # The token is fetched from the host the delivery goes to: its audience.
-            fetch = functools.partial(self._fetch_token, base_url=kwargs["base_url"])
+            fetch = functools.partial(
+                self._fetch_token, base_url=kwargs["base_url"], merchant=merchant
+            )
             credentials = auth_headers(fetch, key)
         if payload is None:
             body = sample(endpoint)
@@ -105,9 +122,15 @@ class PosWebClient(FlaskClient):
         kwargs.setdefault("content_type", "application/json")
         return self.post(path, data=body, headers={**credentials, **(headers or {})}, **kwargs)
 
-    def _fetch_token(self, client_id: str, secret: str, base_url: str | None = None) -> str:
+    def _fetch_token(
+        self,
+        client_id: str,
+        secret: str,
+        base_url: str | None = None,
+        merchant: str | None = None,
+    ) -> str:
         response = self.post(
-            get_state(self.application).path("oauth_token"),
+            get_state(self.application).path("oauth_token", merchant),
             data={"grant_type": "client_credentials"},
             headers={"Authorization": basic_header(f"{client_id}:{secret}")},
             base_url=base_url,

@@ -93,15 +93,29 @@ def test_a_body_without_its_key_uses_the_window_alone(windowed: Inbox) -> None:
     assert admit(windowed, {"Stock": 24}).delivery.id == first.delivery.id
 
 
-def test_other_events_and_inboxes_are_other_scopes() -> None:
+def test_other_events_inboxes_and_merchants_are_other_scopes() -> None:
     raw = b"{}"
-    assert Scope.of("default", "product_updated", raw, "1") != Scope.of(
-        "default", "product_created", raw, "1"
+    assert Scope.of("default", None, "product_updated", raw, "1") != Scope.of(
+        "default", None, "product_created", raw, "1"
     )
-    assert Scope.of("a", "product_updated", raw, "1") != Scope.of("b", "product_updated", raw, "1")
-    refused = Scope.of("a", "e", raw, None, refusal={"_body": ["415"]})
-    assert refused.key != Scope.of("a", "e", raw, None).key
-    assert refused.key != Scope.of("a", "e", raw, None, refusal={"_body": ["422"]}).key
+    assert Scope.of("a", None, "product_updated", raw, "1") != Scope.of(
+        "b", None, "product_updated", raw, "1"
+    )
+    acme, bravo = (Scope.of("a", m, "product_updated", raw, "1") for m in ("acme", "bravo"))
+    assert acme != bravo and None not in (acme.key, bravo.key)
+    assert acme != Scope.of("a", None, "product_updated", raw, "1")
+    refused = Scope.of("a", None, "e", raw, None, refusal={"_body": ["415"]})
+    assert refused.key != Scope.of("a", None, "e", raw, None).key
+    assert refused.key != Scope.of("a", None, "e", raw, None, refusal={"_body": ["422"]}).key
+
+
+def test_the_apps_own_scopes_are_those_of_0_2() -> None:
+    """A duplicate window open across the upgrade still holds."""
+    import hashlib
+
+    raw = b'{"ID": "p-1"}'
+    key = hashlib.sha256(b"default\0product_updated\0resource\0p-1").hexdigest()
+    assert Scope.of("default", None, "product_updated", raw, "p-1").key == key
 
 
 def test_identical_bodies_at_once_on_two_nodes_are_one_delivery(database_url: str) -> None:

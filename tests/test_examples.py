@@ -39,9 +39,11 @@ BIN = pathlib.Path(sys.executable).parent
 
 
 def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"example_{name}", ROOT / "examples" / name / "app.py"
-    )
+    folder = ROOT / "examples" / name
+    # As `flask --app examples/<name>/app.py` does: its sibling modules import.
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(f"example_{name}", folder / "app.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     # As an import would: Flask finds the app's folder (and instance folder)
@@ -77,10 +79,13 @@ def test_the_shop_records_every_event(shop: Flask) -> None:
     page = client.get("/")
     assert page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    shown = re.findall(r"<tr><td>(\d+)</td><td>(\w+)</td><td>([^<]*)</td>", html)
-    assert sorted(event for _, event, _ in shown) == sorted(EVENTS)
+    shown = re.findall(
+        r"<tr><td>(\d+)</td><td>(\w+)</td><td>([^<]*)</td><td>([^<]*)</td>\s*<td>", html
+    )
+    assert sorted(event for _, event, _, _ in shown) == sorted(EVENTS)
+    assert {whose for _, _, _, whose in shown} == {"the shop&#39;s own"}  # its own key
     assert f'<span id="count-processed">{len(EVENTS)}</span>' in html
-    payment = next(summary for _, event, summary in shown if event == "payment_created")
+    payment = next(summary for _, event, summary, _ in shown if event == "payment_created")
     assert payment == "KMG-PAY-2026-00388, Kemang, amount 75240"
     assert '<a href="/dealpos/log/">the delivery log page</a>' in html
 
@@ -137,6 +142,31 @@ def test_the_shop_answers_every_loyalty_call(shop: Flask) -> None:
 
 
 @pytest.mark.slow
+def test_the_shop_onboards_rotates_and_revokes_merchants_without_a_restart(
+    shop: Flask,
+) -> None:
+    """Many merchants: keys in the shop's own table (digests only), looked up per
+    request; a revoked key is refused once the lookup's cache lets go."""
+    runner = shop.test_cli_runner()
+    onboarded = runner.invoke(args=["shop", "add-merchant", "acme"])
+    assert onboarded.exit_code == 0, onboarded.output
+    key = onboarded.stdout.strip()
+    client: PosWebClient = shop.test_client()  # type: ignore[assignment]
+    assert client.deliver("payment_created", key=key).status_code == 200
+    delivery = get_state(shop).require_inbox().deliveries()[0]
+    assert delivery.merchant == "acme"
+    page = client.get("/").get_data(as_text=True)
+    assert re.search(r"<td>payment_created</td><td>[^<]*</td><td>acme</td>", page)
+    second = runner.invoke(args=["shop", "add-key", "acme"]).stdout.strip()
+    assert runner.invoke(args=["shop", "revoke-key", "acme", "1"]).exit_code == 0
+    get_state(shop).authenticator.lookup.clear()  # type: ignore[union-attr]  # the TTL passed
+    assert client.deliver("invoice_created", key=key).status_code == 401
+    assert client.deliver("invoice_created", key=second).status_code == 200
+    listed = runner.invoke(args=["shop", "merchants"]).stdout
+    assert "acme  key 1  revoked" in listed and "acme  key 2  live" in listed
+    assert key not in (pathlib.Path(shop.config["SHOP_DATABASE"]).read_bytes().decode("latin-1"))
+
+
 def test_the_shop_runs_in_celery_mode(tmp_path: pathlib.Path) -> None:
     """The README's commands, from a copy of the shop's folder: Redis, ``celery -A
     make_celery worker`` (prefork, one pool process), gunicorn and ``flask posweb

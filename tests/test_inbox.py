@@ -96,14 +96,14 @@ def test_the_relay_sends_an_unsent_task_at_once_and_a_retry_when_due(
     delivery = admit(inbox, enqueued=True).delivery
     assert inbox.take_for_relay([LEDGER.key], requeue_after=60) == []  # its task is on its way
     inbox.mark_unsent([delivery.id])
-    assert inbox.take_for_relay([LEDGER.key], 60) == [delivery.id]
+    assert inbox.take_for_relay([LEDGER.key], 60) == [(delivery.id, None)]
     assert inbox.take_for_relay([LEDGER.key], 60) == []  # stamped by the take
     taken = inbox.claim(delivery.id, "w", 60, [LEDGER.key])
     assert taken is not None
     assert inbox.finish(taken, "w", [outcome("ledger", False)], "failed", retry_in=30)
     assert inbox.take_for_relay([LEDGER.key], 60) == []  # not due yet
     clock.advance(31)
-    assert inbox.take_for_relay([LEDGER.key], 60) == [delivery.id]
+    assert inbox.take_for_relay([LEDGER.key], 60) == [(delivery.id, None)]
 
 
 def test_only_deliveries_whose_receivers_a_dispatcher_has_are_taken(inbox: Inbox) -> None:

@@ -148,7 +148,7 @@ def test_the_0_1_layout_upgrades_with_its_data(
     assert processed.outcomes[0]["receiver"] == "shop.record" and processed.received_at == T0
     assert rows[20].status == "failed" and rows[30].errors == {"InvoiceID": ["Missing"]}
     assert inbox.counts()["failed"] == 1
-    remembered = get_state(app).require_inbox().answers.get("order_complete", "id:ord-9")  # type: ignore[union-attr]
+    remembered = get_state(app).require_inbox().answers.get(None, "order_complete", "id:ord-9")  # type: ignore[union-attr]
     assert remembered is not None and remembered.answer == {"reward": 68}
     assert remembered.status == "answered"
 
@@ -211,3 +211,69 @@ def test_an_app_starts_while_its_database_is_down(tmp_path: t.Any) -> None:
     app.register_blueprint(PosWeb().blueprint)
     response = PosWebClient(app).deliver("payment_created")
     assert response.status_code == 503
+
+
+def test_a_0_2_store_upgrades_in_place_its_rows_the_apps_own(
+    make_app: MakeApp, database_url: str, posweb: PosWeb
+) -> None:
+    """Many merchants (0.3): a 0.2 store gains the merchant columns, and every row
+    it kept is the app's own (``merchant`` is ``None``); a duplicate window open
+    across the upgrade still holds."""
+    import hashlib
+
+    from alembic import command
+
+    raw = sample("payment_created")
+    resource = json.loads(raw)["ID"]
+    scope = hashlib.sha256(f"default\0payment_created\0resource\0{resource}".encode())
+    engine = engine_of(database_url)
+    with engine.begin() as connection:
+        command.upgrade(_config(connection), "0003")  # 0.2's layout, and rows as 0.2 wrote them
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        delivery = connection.execute(
+            sa.text(
+                "INSERT INTO posweb_deliveries (inbox, event, status, raw, headers, outcomes,"
+                " attempts, generation, replay, received_at, updated_at)"
+                " VALUES ('default', 'payment_created', 'processed', :raw, '{}', '[]', 1, 0,"
+                " false, :now, :now) RETURNING id"
+            ),
+            {"raw": raw, "now": now},
+        ).scalar_one()
+        connection.execute(
+            sa.text(
+                "INSERT INTO posweb_duplicates (scope, delivery_id, body_hash, seen_at)"
+                " VALUES (:scope, :id, :hash, :now)"
+            ),
+            {
+                "scope": scope.hexdigest(),
+                "id": delivery,
+                "hash": hashlib.sha256(raw).hexdigest(),
+                "now": now,
+            },
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO posweb_loyalty_answers (inbox, call, key, status, raw, headers,"
+                " answer, created_at, updated_at) VALUES ('default', 'order_complete',"
+                " 'id:ord-9', 'answered', :raw, '{}', :answer, :now, :now)"
+            ),
+            {"raw": b"{}", "answer": json.dumps({"reward": 68}), "now": now},
+        )
+    engine.dispose()
+    posweb.on("payment_created")(lambda sender, event, **extra: None)
+    app = make_app(POSWEB_DATABASE_URL=database_url)
+    runner = app.test_cli_runner()
+    assert (
+        "revision 0003; this code needs" in runner.invoke(args=["posweb", "db", "current"]).stdout
+    )
+    assert runner.invoke(args=["posweb", "db", "upgrade"]).exit_code == 0
+    inbox = get_state(app).require_inbox()
+    (row,) = inbox.deliveries()
+    assert row.id == delivery and row.merchant is None and row.status == "processed"
+    remembered = inbox.answers.get(None, "order_complete", "id:ord-9")
+    assert remembered is not None and remembered.merchant is None
+    assert remembered.answer == {"reward": 68}
+    client: PosWebClient = app.test_client()  # type: ignore[assignment]
+    again = client.deliver("payment_created", raw)
+    assert again.status_code == 200 and again.headers["X-PosWeb-Delivery"] == str(delivery)
+    assert len(inbox.deliveries()) == 1  # a repeat of 0.2's delivery, not a new one

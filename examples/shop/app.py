@@ -15,8 +15,14 @@ shop's ledger fail until someone replays the delivery from that page (with
     flask --app examples/shop/app.py posweb send payment_created examples/shop/failing_payment.json
 
 Everything lives in the instance folder: the inbox (``posweb.sqlite3``,
-embedded, zero configuration) and the shop's own records and loyalty points
-(``shop.sqlite3``).
+embedded, zero configuration) and the shop's own records, loyalty points and
+merchants (``shop.sqlite3``).
+
+Many merchants: the shop's own key is for the shop itself; the DealPOS shops
+it serves each get keys of their own (``flask --app examples/shop/app.py shop
+add-merchant acme``), kept as digests in a table of the shop's database and
+looked up at each request (see ``merchants.py``). Each delivery names its
+merchant (``event.merchant``), and loyalty points are per merchant.
 
 With ``SHOP_CELERY_BROKER`` set (``redis://127.0.0.1:6379/0``), receivers run in
 Celery workers (``POSWEB_DISPATCH = "celery"``), set up as Flask's documentation
@@ -33,6 +39,9 @@ import sqlite3
 import typing as t
 from decimal import Decimal
 
+# A sibling module: flask --app examples/shop/app.py, celery and gunicorn (run
+# from this folder) all put the app's folder on sys.path.
+import merchants  # noqa: E402
 from flask import Flask
 from flask import current_app
 from flask import g
@@ -48,19 +57,24 @@ from flask_posweb.loyalty import CouponRefused
 from flask_posweb.loyalty import LoyaltyCall
 
 posweb = PosWeb()
+# The merchants' credentials, in the shop's own table (see merchants.py).
+posweb.credentials(merchants.credentials)
 log = logging.getLogger("shop")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS received (
     delivery_id INTEGER, event TEXT NOT NULL, summary TEXT NOT NULL, received_at TEXT NOT NULL,
-    UNIQUE (delivery_id, event)
+    merchant TEXT NOT NULL DEFAULT '', UNIQUE (delivery_id, event)
 );
-CREATE TABLE IF NOT EXISTS points (member TEXT PRIMARY KEY, points INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS member_points (
+    merchant TEXT NOT NULL DEFAULT '', member TEXT NOT NULL, points INTEGER NOT NULL,
+    PRIMARY KEY (merchant, member)
+);
 CREATE TABLE IF NOT EXISTS coupons (
     key TEXT PRIMARY KEY, type TEXT NOT NULL, amount TEXT NOT NULL, expires TEXT,
     used INTEGER NOT NULL
 );
-INSERT OR IGNORE INTO points VALUES ('081234567890', 1208);
+INSERT OR IGNORE INTO member_points VALUES ('', '081234567890', 1208);
 INSERT OR IGNORE INTO coupons VALUES
     ('WELCOME10', 'percentageDiscount', '10', '2027-12-31T23:59:59', 0);
 INSERT OR IGNORE INTO coupons VALUES ('SORRY25K', 'value', '25000', NULL, 1);
@@ -72,6 +86,9 @@ def shop_db() -> sqlite3.Connection:
     if "shop_db" not in g:
         g.shop_db = sqlite3.connect(current_app.config["SHOP_DATABASE"], timeout=10)
         g.shop_db.executescript(SCHEMA)
+        columns = [row[1] for row in g.shop_db.execute("PRAGMA table_info(received)")]
+        if "merchant" not in columns:  # a shop database of Flask-PosWeb 0.2's example
+            g.shop_db.execute("ALTER TABLE received ADD COLUMN merchant TEXT NOT NULL DEFAULT ''")
     return t.cast(sqlite3.Connection, g.shop_db)
 
 
@@ -87,11 +104,18 @@ def summarize(event: WebhookEvent) -> str:
 def record(sender: Flask, event: WebhookEvent, **extra: t.Any) -> None:
     """Every event: log it and keep a line about it (once per delivery, even on replays)."""
     summary = summarize(event)
-    log.info("%s #%s: %s", event.name, event.id, summary)
+    whose = f" from {event.merchant}" if event.merchant else ""
+    log.info("%s #%s%s: %s", event.name, event.id, whose, summary)
     with shop_db() as db:
         db.execute(
-            "INSERT OR IGNORE INTO received VALUES (?, ?, ?, ?)",
-            (event.id, event.name, summary, event.received_at.isoformat(timespec="seconds")),
+            "INSERT OR IGNORE INTO received VALUES (?, ?, ?, ?, ?)",
+            (
+                event.id,
+                event.name,
+                summary,
+                event.received_at.isoformat(timespec="seconds"),
+                event.merchant or "",
+            ),
         )
 
 
@@ -121,22 +145,25 @@ def member_key(data: dict[str, t.Any]) -> str:
 
 @posweb.loyalty.member_points
 def member_points(call: LoyaltyCall) -> int:
-    row = shop_db().execute("SELECT points FROM points WHERE member = ?", (member_key(call.data),))
+    row = shop_db().execute(
+        "SELECT points FROM member_points WHERE merchant = ? AND member = ?",
+        (call.merchant or "", member_key(call.data)),
+    )
     found = row.fetchone()
     return found[0] if found else 0
 
 
 @posweb.loyalty.order_complete
 def order_complete(call: LoyaltyCall) -> int:
-    """One point per 1,000 of sales, credited to the customer (once per order)."""
+    """One point per 1,000 of sales, credited to the merchant's customer (once per order)."""
     reward = int((call.data.get("Sales") or 0) // 1000)
     member = member_key(call.data.get("Customer") or {})
     if member:
         with shop_db() as db:
             db.execute(
-                "INSERT INTO points VALUES (?, ?) "
-                "ON CONFLICT (member) DO UPDATE SET points = points + excluded.points",
-                (member, reward),
+                "INSERT INTO member_points VALUES (?, ?, ?) "
+                "ON CONFLICT (merchant, member) DO UPDATE SET points = points + excluded.points",
+                (call.merchant or "", member, reward),
             )
     return reward
 
@@ -182,6 +209,7 @@ INDEX = """<!doctype html>
 <body>
 <header><p><strong>Example shop</strong>: it receives every DealPOS event.</p></header>
 <main>
+{% set own = "the shop's own" %}
 <h1>What arrived</h1>
 <p>{% if log_page %}Every delivery, with its receivers' attempts and a replay button, is on
   <a href="{{ log_page }}">the delivery log page</a> (this machine only, in debug mode).
@@ -195,11 +223,12 @@ INDEX = """<!doctype html>
 <div class="table"><table>
   <thead><tr>
     <th scope="col">Delivery</th><th scope="col">Event</th><th scope="col">Summary</th>
-    <th scope="col">Received (UTC)</th>
+    <th scope="col">Merchant</th><th scope="col">Received (UTC)</th>
   </tr></thead>
   <tbody>
-  {% for id, event, summary, at in received %}
-    <tr><td>{{ id }}</td><td>{{ event }}</td><td>{{ summary }}</td><td>{{ at }}</td></tr>
+  {% for id, event, summary, at, merchant in received %}
+    <tr><td>{{ id }}</td><td>{{ event }}</td><td>{{ summary }}</td><td>{{ merchant or own }}</td>
+      <td>{{ at }}</td></tr>
   {% endfor %}
   </tbody>
 </table></div>
@@ -208,9 +237,10 @@ INDEX = """<!doctype html>
 {% endif %}
 <h2>Loyalty points</h2>
 <div class="table"><table>
-  <thead><tr><th scope="col">Member</th><th scope="col">Points</th></tr></thead>
-  <tbody>{% for member, n in points %}
-    <tr><td>{{ member }}</td><td>{{ n }}</td></tr>{% endfor %}
+  <thead><tr><th scope="col">Merchant</th><th scope="col">Member</th>
+    <th scope="col">Points</th></tr></thead>
+  <tbody>{% for merchant, member, n in points %}
+    <tr><td>{{ merchant or own }}</td><td>{{ member }}</td><td>{{ n }}</td></tr>{% endfor %}
   </tbody>
 </table></div>
 </main>
@@ -269,6 +299,7 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     if app.config.get("POSWEB_DISPATCH") == "celery":
         celery_init_app(app)  # before or after the blueprint: looked up when first needed
     app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
+    merchants.init_app(app)  # flask shop add-merchant, add-key, revoke-key, merchants
 
     @app.teardown_appcontext
     def close_shop_db(_exc: BaseException | None) -> None:
@@ -280,10 +311,12 @@ def create_app(config: dict[str, t.Any] | None = None) -> Flask:
     def index() -> str:
         """What arrived, newest first, and the loyalty points."""
         received = shop_db().execute(
-            "SELECT delivery_id, event, summary, received_at FROM received "
+            "SELECT delivery_id, event, summary, received_at, merchant FROM received "
             "ORDER BY rowid DESC LIMIT 100"
         )
-        points = shop_db().execute("SELECT member, points FROM points ORDER BY member")
+        points = shop_db().execute(
+            "SELECT merchant, member, points FROM member_points ORDER BY merchant, member"
+        )
         log_page = None
         if "posweb_dashboard" in app.blueprints:
             log_page = url_for("posweb_dashboard.deliveries")

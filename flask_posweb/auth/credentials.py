@@ -24,6 +24,7 @@ Pure: no Flask, no database.
 from __future__ import annotations
 
 import collections
+import logging
 import re
 import threading
 import time
@@ -33,6 +34,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
 
+from ..exceptions import UnavailableError
 from .secrets import digest
 from .secrets import digests
 
@@ -56,6 +58,8 @@ MERCHANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAX_ID_LENGTH = 256
 
 Kind = t.Literal["merchant", "api_key", "basic", "oauth"]
+
+logger = logging.getLogger("flask_posweb")
 
 
 def is_merchant_name(name: object) -> bool:
@@ -193,7 +197,12 @@ class CachedLookup:
     names cannot evict the merchants that are real. A change in the host's
     store (a new merchant, a rotated or revoked secret) is seen within ``ttl``.
 
+    A lookup that raises (the host's database is down) is not an answer: it
+    is logged, nothing is cached, and the request is a 503, which DealPOS
+    retries (a 401 would be final).
+
     :param size: entries kept in each cache (known, and unknown).
+    :param retry_after: seconds, sent with the 503 of a lookup that failed.
     :param clock: a monotonic clock in seconds; tests pass their own.
     """
 
@@ -203,11 +212,13 @@ class CachedLookup:
         ttl: float = 60,
         *,
         size: int = 10_000,
+        retry_after: int = 10,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lookup = lookup
         self.ttl = ttl
         self.size = size
+        self.retry_after = retry_after
         self.clock = clock
         self._known: collections.OrderedDict[CredentialQuery, tuple[float, Credentials]] = (
             collections.OrderedDict()
@@ -225,7 +236,17 @@ class CachedLookup:
             unknown = self._unknown.get(query)
             if unknown is not None and now - unknown < self.ttl:
                 return None
-        found = self.lookup(query)  # outside the lock: the host's store may be slow
+        try:
+            found = self.lookup(query)  # outside the lock: the host's store may be slow
+        except Exception as exc:
+            logger.exception("The credentials lookup failed (%s %r)", query.kind, query.id[:64])
+            raise UnavailableError(
+                "The credentials could not be looked up; retry later.", self.retry_after
+            ) from exc
+        if found is not None and not isinstance(found, Credentials):
+            raise TypeError(
+                f"The credentials lookup must return Credentials or None, not {found!r}."
+            )
         with self._lock:
             self._known.pop(query, None)
             self._unknown.pop(query, None)

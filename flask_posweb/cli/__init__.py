@@ -15,6 +15,7 @@ from .common import PosWebGroup
 from .common import parse_moment
 from .db import db
 from .deliveries import list_command
+from .deliveries import merchants_command
 from .deliveries import prune_command
 from .deliveries import replay_command
 from .deliveries import show_command
@@ -30,6 +31,7 @@ COMMANDS = (
     send_command,
     worker_command,
     list_command,
+    merchants_command,
     show_command,
     replay_command,
     prune_command,

@@ -17,6 +17,7 @@ import typing as t
 import click
 from flask.cli import AppGroup
 
+from ..auth.credentials import is_merchant_name
 from ..durations import parse_duration
 from ..events import EVENTS
 from ..exceptions import PosWebError
@@ -38,6 +39,7 @@ __all__ = [
     "public_url",
     "summary",
     "when",
+    "when_iso",
 ]
 
 #: A delivery id given on the command line: checked before it reaches the database.
@@ -61,6 +63,11 @@ class PosWebGroup(AppGroup):
 def when(moment: dt.datetime | None) -> str:
     """A stored (naive UTC) time, with its zone."""
     return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def when_iso(moment: dt.datetime) -> str:
+    """A stored (naive UTC) time in ISO 8601, with its zone (JSON)."""
+    return moment.replace(tzinfo=dt.timezone.utc).isoformat()
 
 
 MOMENT_FORMS = (
@@ -104,6 +111,26 @@ class Choice(click.Choice[str]):
         self.fail(f"{value!r} is not one of them.{hint}", param, ctx)
 
 
+class MerchantName(click.ParamType[str | None]):
+    """A merchant's name, or ``-`` for the app's own (``None``)."""
+
+    name = "merchant"
+
+    def convert(
+        self, value: t.Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str | None:
+        if value == "-" or value is None:
+            return None
+        if not is_merchant_name(value):
+            self.fail(
+                f"{value!r} is not a merchant's name: letters, digits, - and _, at most 64 "
+                "(or '-' for the app's own).",
+                param,
+                ctx,
+            )
+        return str(value)
+
+
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
 
@@ -137,6 +164,14 @@ def filter_options(command: F) -> F:
         click.option(
             "--until", type=parse_moment, metavar="WHEN", help="Received before WHEN (same forms)."
         ),
+        click.option(
+            "--merchant",
+            "merchants",
+            multiple=True,
+            type=MerchantName(),
+            metavar="NAME",
+            help="Only this merchant's (repeatable); '-' for the app's own credentials'.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -147,10 +182,11 @@ def summary(delivery: Delivery) -> dict[str, t.Any]:
     """A delivery as ``list --json`` and ``show --json`` print it."""
 
     def iso(moment: dt.datetime | None) -> str | None:
-        return None if moment is None else moment.replace(tzinfo=dt.timezone.utc).isoformat()
+        return None if moment is None else when_iso(moment)
 
     return {
         "id": delivery.id,
+        "merchant": delivery.merchant,
         "event": delivery.event,
         "status": delivery.status,
         "attempts": delivery.attempts,

@@ -22,8 +22,9 @@ from .common import filter_options
 from .common import inbox_state
 from .common import summary
 from .common import when
+from .common import when_iso
 
-__all__ = ["list_command", "prune_command", "replay_command", "show_command"]
+__all__ = ["list_command", "merchants_command", "prune_command", "replay_command", "show_command"]
 
 
 @click.command("list")
@@ -37,20 +38,24 @@ def list_command(
     events: tuple[str, ...],
     since: dt.datetime | None,
     until: dt.datetime | None,
+    merchants: tuple[str | None, ...],
     limit: int,
     before: int | None,
     as_json: bool,
 ) -> None:
     """List stored deliveries, newest first, with the inbox's totals."""
     inbox = inbox_state().require_inbox()
-    found = inbox.deliveries(Filter(statuses, events, since, until), limit=limit, before=before)
+    which = Filter(statuses, events, since, until, merchant=merchants)
+    found = inbox.deliveries(which, limit=limit, before=before)
     if as_json:
         click.echo(json.dumps([summary(d) for d in found], indent=2))
         return
+    width = max((len(d.merchant or "") for d in found), default=0)
     for d in found:
         later = f"  next {when(d.next_attempt_at)}" if d.status == "failed" else ""
+        whose = f"{d.merchant or '-':<{width}}  " if width else ""
         click.echo(
-            f"{d.id:>8}  {when(d.received_at)}  {d.status:<9}  {d.event:<30}  "
+            f"{d.id:>8}  {when(d.received_at)}  {whose}{d.status:<9}  {d.event:<30}  "
             f"{plural(d.attempts, 'attempt')}{later}"
         )
     totals = ", ".join(f"{n} {status}" for status, n in inbox.counts().items() if n)
@@ -85,6 +90,8 @@ def show_command(delivery_id: int, as_json: bool) -> None:
         click.echo(json.dumps(details, indent=2))
         return
     click.echo(f"{'id:':<16} {delivery.id}")
+    if delivery.merchant is not None:
+        click.echo(f"{'merchant:':<16} {delivery.merchant}")
     click.echo(f"{'event:':<16} {delivery.event}")
     click.echo(f"{'status:':<16} {delivery.status}")
     click.echo(f"{'attempts:':<16} {delivery.attempts}")
@@ -129,6 +136,7 @@ def replay_command(
     events: tuple[str, ...],
     since: dt.datetime | None,
     until: dt.datetime | None,
+    merchants: tuple[str | None, ...],
 ) -> None:
     """Dispatch deliveries again, here and now: the IDs given, or those the options choose.
 
@@ -138,7 +146,7 @@ def replay_command(
     """
     chosen = set(statuses) | ({"failed", "dead"} if failed else set())
     chosen |= {"rejected"} if rejected else set()
-    which = Filter(tuple(chosen), events, since, until, ids)
+    which = Filter(tuple(chosen), events, since, until, ids, merchant=merchants)
     if not which.narrowed:
         raise click.UsageError("Say what to replay: IDs, --failed, --rejected or a filter.")
     state = inbox_state()
@@ -186,3 +194,34 @@ def prune_command(older_than: float | None) -> None:
         f"{deleted['dead']} dead, {deleted['rejected']} rejected, "
         f"{plural(deleted['loyalty answers'], 'remembered loyalty answer')}."
     )
+
+
+@click.command("merchants")
+@with_appcontext
+@click.option("--json", "as_json", is_flag=True, help="A JSON list instead of a table.")
+def merchants_command(as_json: bool) -> None:
+    """List the merchants the inbox has deliveries of: their counts per status, and
+    when their oldest waiting (pending or failed) delivery arrived; the merchant
+    waiting longest first. '-' is the app's own credentials."""
+    found = inbox_state().require_inbox().merchants()
+    if as_json:
+        rows = [
+            {
+                "merchant": m.merchant,
+                "counts": m.counts,
+                "oldest_waiting": None if m.oldest_waiting is None else when_iso(m.oldest_waiting),
+            }
+            for m in found
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not found:
+        click.echo("No deliveries in this inbox.")
+        return
+    statuses = list(found[0].counts)
+    width = max(len("merchant"), *(len(m.merchant or "-") for m in found))
+    head = "  ".join(f"{s:>9}" for s in statuses)
+    click.echo(f"{'merchant':<{width}}  {head}  oldest waiting")
+    for m in found:
+        counts = "  ".join(f"{m.counts[s]:>9}" for s in statuses)
+        click.echo(f"{m.merchant or '-':<{width}}  {counts}  {when(m.oldest_waiting)}")

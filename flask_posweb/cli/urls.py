@@ -17,6 +17,7 @@ from flask.cli import with_appcontext
 from werkzeug.routing import MapAdapter
 
 from .. import sending
+from ..auth.credentials import is_merchant_name
 from ..events import EVENTS
 from ..state import get_state
 from ..web.routes import served_routes
@@ -34,10 +35,26 @@ __all__ = ["events_command", "send_command"]
     callback=public_url,
     help="Public URL of this app (default: SERVER_NAME, else http://localhost:5000, a guess).",
 )
-def events_command(as_json: bool, base_url: str | None) -> None:
+@click.option(
+    "--merchant",
+    metavar="NAME",
+    help="The merchant whose URLs to print, when the blueprint is mounted per merchant "
+    "(/dealpos/<merchant>): what to paste into that merchant's DealPOS settings.",
+)
+def events_command(as_json: bool, base_url: str | None, merchant: str | None) -> None:
     """List every URL to paste into DealPOS: the events, with each one's signal,
     and the loyalty calls that have a provider and the OAuth token URL when
     clients are configured."""
+    state = get_state()
+    if state.per_merchant and merchant is None:
+        raise click.UsageError("The URLs are per merchant: say whose, with --merchant NAME.")
+    if merchant is not None and not state.per_merchant:
+        raise click.UsageError("--merchant is for a blueprint mounted at /dealpos/<merchant>.")
+    if merchant is not None and not is_merchant_name(merchant):
+        raise click.BadParameter(
+            f"{merchant!r} is not a merchant's name: letters, digits, - and _, at most 64.",
+            param_hint="'--merchant'",
+        )
     guessed = base_url is None and not current_app.config.get("SERVER_NAME")
     if guessed:
         click.echo(
@@ -45,7 +62,7 @@ def events_command(as_json: bool, base_url: str | None) -> None:
             "assume http://localhost:5000.",
             err=True,
         )
-    rows = _url_rows(base_url or ("http://localhost:5000" if guessed else None))
+    rows = _url_rows(base_url or ("http://localhost:5000" if guessed else None), merchant)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -67,9 +84,19 @@ def events_command(as_json: bool, base_url: str | None) -> None:
     help="The running app's base URL, or the endpoint's full URL.",
 )
 @click.option("--key", help="API key to send (default: the first of POSWEB_API_KEYS).")
+@click.option(
+    "--merchant",
+    metavar="NAME",
+    help="The merchant whose URL to post to (/dealpos/<merchant>); send its --key too.",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds, as DealPOS.")
 def send_command(
-    event: str, file: t.BinaryIO | None, url: str, key: str | None, timeout: float
+    event: str,
+    file: t.BinaryIO | None,
+    url: str,
+    key: str | None,
+    merchant: str | None,
+    timeout: float,
 ) -> None:
     """POST the JSON in FILE (default: the event's built-in sample) to EVENT's URL,
     as DealPOS would.
@@ -80,27 +107,28 @@ def send_command(
     or an OAuth token fetched from the token URL first.
     """
     body = file.read() if file is not None else sending.sample(event)
-    result = sending.send(event, body, url, key=key, timeout=timeout)
+    result = sending.send(event, body, url, key=key, merchant=merchant, timeout=timeout)
     click.echo(f"{result.status} {result.reason}")
     click.echo(result.body.decode("utf-8", "replace"))
     if result.status >= 300:
         raise SystemExit(1)
 
 
-def _url_rows(base_url: str | None) -> list[dict[str, t.Any]]:
+def _url_rows(base_url: str | None, merchant: str | None = None) -> list[dict[str, t.Any]]:
     """Every URL DealPOS may be given (:func:`~.web.routes.served_routes`), with
     what each one is."""
     rows: list[dict[str, t.Any]] = []
     state = get_state()
     urls = _url_adapter(base_url)
+    values = {} if merchant is None else {"merchant": merchant}
     for route in served_routes(state):
         endpoint = state.endpoint(route.endpoint)
         row: dict[str, t.Any] = {
             "kind": route.kind,
             "name": route.endpoint,
             "title": route.title,
-            "path": urls.build(endpoint),
-            "url": urls.build(endpoint, force_external=True),
+            "path": urls.build(endpoint, values),
+            "url": urls.build(endpoint, values, force_external=True),
         }
         if route.kind == "event":
             event = EVENTS[route.endpoint]

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, t.Any] = {
     #: per client allows rotation. Enables the token URL ``<prefix>/oauth/token``.
     "POSWEB_OAUTH_CLIENTS": {},
     #: Key that signs access tokens (a list to rotate: newest last); default ``SECRET_KEY``.
+    #: With a credentials lookup, setting it turns the token URL on for the merchants' clients.
     "POSWEB_OAUTH_SIGNING_KEY": None,
     #: Lifetime of an issued access token (duration).
     "POSWEB_TOKEN_TTL": 3600,
@@ -42,6 +43,17 @@ DEFAULTS: dict[str, t.Any] = {
     #: Limit on failed token requests per client address, applied when a
     #: Flask-Limiter ``Limiter`` is registered on the app (its syntax).
     "POSWEB_TOKEN_RATE_LIMIT": "10 per minute",
+    #: The host's lookup of merchants' credentials: a callable given a
+    #: ``CredentialQuery`` and returning ``Credentials`` or ``None``, or its import
+    #: path (``"shop.merchants:credentials"``); ``@posweb.credentials`` registers one too.
+    "POSWEB_CREDENTIALS": None,
+    #: How long an answer of the credentials lookup is kept (a merchant's
+    #: credentials, or that nobody has them): rotation and revocation take
+    #: effect within it (duration).
+    "POSWEB_CREDENTIALS_TTL": "1m",
+    #: Requests per merchant, through the host's Flask-Limiter (its syntax, e.g.
+    #: ``"50 per second"``); past it, 429 with ``Retry-After``. ``None``: no limit.
+    "POSWEB_MERCHANT_RATE_LIMIT": None,
     #: Accept webhooks with no authentication at all. For local development only;
     #: emits ``InsecureWebhookWarning``.
     "POSWEB_NO_AUTH": False,

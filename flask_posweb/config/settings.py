@@ -16,6 +16,10 @@ import re
 import typing as t
 import warnings
 
+from werkzeug.utils import ImportStringError
+from werkzeug.utils import import_string
+
+from ..auth.credentials import Lookup
 from ..exceptions import ConfigurationError
 from ..exceptions import InsecureWebhookWarning
 from ..headers import SECRET_HEADERS
@@ -64,6 +68,11 @@ class Settings:
     token_ttl: float
     token_audience: str | None
     token_rate_limit: str
+    #: The host's lookup of merchants' credentials (``POSWEB_CREDENTIALS`` or
+    #: ``@posweb.credentials``), and how long its answers are kept.
+    credentials: Lookup | None
+    credentials_ttl: float
+    merchant_rate_limit: str | None
     #: ``POSWEB_NO_AUTH``: accept webhooks without credentials (development only).
     no_auth: bool
     api_key_header: str
@@ -101,9 +110,12 @@ class Settings:
         return bool(self.signing_keys)
 
 
-def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings:
+def read_settings(
+    config: c.Mapping[str, t.Any], instance_path: str, *, credentials: Lookup | None = None
+) -> Settings:
     """Check an app's configuration and build its :class:`Settings`.
 
+    :param credentials: the lookup registered with ``@posweb.credentials``, if any.
     :raises ConfigurationError: saying which key to set, and how.
     """
     checks.warn_unknown(config)
@@ -117,15 +129,22 @@ def read_settings(config: c.Mapping[str, t.Any], instance_path: str) -> Settings
     api_keys = _api_keys(config)
     basic_auth = checks.pairs(config, "POSWEB_BASIC_AUTH")
     oauth_clients = checks.pairs(config, "POSWEB_OAUTH_CLIENTS")
-    no_auth = _no_auth(config, bool(api_keys or basic_auth or oauth_clients))
+    lookup = _lookup(config, credentials)
+    no_auth = _no_auth(config, bool(api_keys or basic_auth or oauth_clients or lookup))
+    # The merchants' OAuth clients need a signing key said outright: SECRET_KEY
+    # alone (an app's sessions) does not open a token URL.
+    oauth = bool(oauth_clients) or bool(lookup and config["POSWEB_OAUTH_SIGNING_KEY"])
     return Settings(
         api_keys=api_keys,
         basic_auth=basic_auth,
         oauth_clients=oauth_clients,
-        signing_keys=_signing_keys(config) if oauth_clients else (),
+        signing_keys=_signing_keys(config) if oauth else (),
         token_ttl=checks.duration(config, "POSWEB_TOKEN_TTL"),
         token_audience=config["POSWEB_TOKEN_AUDIENCE"],
         token_rate_limit=config["POSWEB_TOKEN_RATE_LIMIT"],
+        credentials=lookup,
+        credentials_ttl=checks.duration(config, "POSWEB_CREDENTIALS_TTL", zero=True),
+        merchant_rate_limit=_rate_limit(config, "POSWEB_MERCHANT_RATE_LIMIT"),
         no_auth=no_auth,
         api_key_header=config["POSWEB_API_KEY_HEADER"],
         hidden_headers=SECRET_HEADERS | {config["POSWEB_API_KEY_HEADER"].lower()},
@@ -194,6 +213,36 @@ def _api_keys(config: c.Mapping[str, t.Any]) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _lookup(config: c.Mapping[str, t.Any], registered: Lookup | None) -> Lookup | None:
+    """The credentials lookup: ``POSWEB_CREDENTIALS`` (a callable, or where to
+    import it from) or the one ``@posweb.credentials`` registered; not both."""
+    value = config["POSWEB_CREDENTIALS"]
+    if value is not None and registered is not None:
+        raise ConfigurationError(
+            "POSWEB_CREDENTIALS is set and @posweb.credentials registered a lookup: keep one."
+        )
+    if isinstance(value, str):
+        try:
+            value = import_string(value)  # "package.module:name" or "package.module.name"
+        except ImportStringError as exc:
+            raise ConfigurationError(
+                f"POSWEB_CREDENTIALS: cannot import {config['POSWEB_CREDENTIALS']!r} "
+                f"({exc.exception}); give 'package.module:function'."
+            ) from None
+    if value is not None and not callable(value):
+        raise ConfigurationError(
+            f"POSWEB_CREDENTIALS must be a function taking a CredentialQuery, not {value!r}."
+        )
+    return t.cast("Lookup | None", value) or registered
+
+
+def _rate_limit(config: c.Mapping[str, t.Any], key: str) -> str | None:
+    value = config[key]
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ConfigurationError(f"{key} must be a limit such as '50 per second', not {value!r}.")
+    return value
+
+
 def _signing_keys(config: c.Mapping[str, t.Any]) -> tuple[str | bytes, ...]:
     keys = config["POSWEB_OAUTH_SIGNING_KEY"] or config.get("SECRET_KEY")
     if not keys:
@@ -219,8 +268,9 @@ def _no_auth(config: c.Mapping[str, t.Any], credentials: bool) -> bool:
     if not credentials:
         raise ConfigurationError(
             "Flask-PosWeb accepts no webhook without credentials: set POSWEB_API_KEYS, "
-            "POSWEB_BASIC_AUTH or POSWEB_OAUTH_CLIENTS (or POSWEB_NO_AUTH = True for "
-            "local development only)."
+            "POSWEB_BASIC_AUTH, POSWEB_OAUTH_CLIENTS or a credentials lookup "
+            "(POSWEB_CREDENTIALS, @posweb.credentials), or POSWEB_NO_AUTH = True for "
+            "local development only."
         )
     return False
 

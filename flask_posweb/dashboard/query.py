@@ -16,6 +16,7 @@ import typing as t
 from collections.abc import Mapping
 from collections.abc import Sequence
 
+from ..auth.credentials import is_merchant_name
 from ..config import DashboardSettings
 from ..durations import human
 from ..events import EVENTS
@@ -47,6 +48,8 @@ class Query:
 
     statuses: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
+    #: Merchants' names; ``None`` is the app's own credentials (``-`` in the form).
+    merchants: tuple[str | None, ...] = ()
     #: Naive UTC, as the inbox keeps times.
     since: dt.datetime | None = None
     until: dt.datetime | None = None
@@ -59,10 +62,21 @@ class Query:
     #: Why the query was refused; nothing is listed while there are any.
     errors: tuple[str, ...] = ()
 
-    def filter(self, statuses: Sequence[str] | None = None) -> Filter:
-        """The inbox filter; ``statuses`` replaces the chosen ones (counts, replay)."""
-        chosen = self.statuses if statuses is None else statuses
-        return Filter(chosen, self.events, self.since, self.until, text=self.text or None)
+    def filter(
+        self,
+        statuses: Sequence[str] | None = None,
+        merchants: Sequence[str | None] | None = None,
+    ) -> Filter:
+        """The inbox filter; ``statuses`` or ``merchants`` replace the chosen ones
+        (counts, replay)."""
+        return Filter(
+            self.statuses if statuses is None else statuses,
+            self.events,
+            self.since,
+            self.until,
+            text=self.text or None,
+            merchant=self.merchants if merchants is None else merchants,
+        )
 
     @property
     def failed(self) -> tuple[str, ...]:
@@ -74,6 +88,7 @@ class Query:
         values: dict[str, t.Any] = {
             "status": list(self.statuses),
             "event": list(self.events),
+            "merchant": [m or "-" for m in self.merchants],
             "since": self.since_text,
             "until": self.until_text,
             "text": self.text,
@@ -85,7 +100,9 @@ class Query:
     @property
     def narrowed(self) -> bool:
         """Whether any filter is set (paging aside)."""
-        return bool(self.statuses or self.events or self.since or self.until or self.text)
+        return bool(
+            self.statuses or self.events or self.merchants or self.since or self.until or self.text
+        )
 
 
 def read_query(args: Args, settings: DashboardSettings, now: dt.datetime) -> Query:
@@ -96,6 +113,7 @@ def read_query(args: Args, settings: DashboardSettings, now: dt.datetime) -> Que
     errors: list[str] = []
     statuses = _chosen(args.getlist("status"), STATUSES, "status", errors)
     events = _chosen(args.getlist("event"), list(EVENTS), "event", errors)
+    merchants = _merchants(args.getlist("merchant"), errors)
     since_text = (args.get("since") or "").strip()
     until_text = (args.get("until") or "").strip()
     since = _moment(since_text, settings.timezone, "From", errors)
@@ -112,7 +130,16 @@ def read_query(args: Args, settings: DashboardSettings, now: dt.datetime) -> Que
     since_text = since_text if since is None else form_time(since, settings.timezone)
     until_text = until_text if until is None else form_time(until, settings.timezone)
     return Query(
-        statuses, events, since, until, text, before, since_text, until_text, tuple(errors)
+        statuses,
+        events,
+        merchants,
+        since,
+        until,
+        text,
+        before,
+        since_text,
+        until_text,
+        tuple(errors),
     )
 
 
@@ -130,6 +157,23 @@ def _chosen(
         if value not in allowed:
             errors.append(f"There is no {what} {value!r}.")
     return tuple(dict.fromkeys(v for v in values if v in allowed))
+
+
+def _merchants(values: list[str], errors: list[str]) -> tuple[str | None, ...]:
+    """Merchants' names as typed (``-``: the app's own); a name that cannot be
+    one is refused, never looked for."""
+    chosen: list[str | None] = []
+    for value in (v.strip() for v in values):
+        if value == "-":
+            chosen.append(None)
+        elif is_merchant_name(value):
+            chosen.append(value)
+        elif value:
+            errors.append(
+                f"{value[:70]!r} is not a merchant's name (letters, digits, - and _, "
+                "at most 64; - for the app's own)."
+            )
+    return tuple(dict.fromkeys(chosen))
 
 
 def _moment(

@@ -40,6 +40,7 @@ from ..inbox import MAX_ID
 from ..inbox import STATUSES
 from ..inbox import Attempt
 from ..inbox import Delivery
+from ..inbox import MerchantSummary
 from ..inbox import utcnow
 from ..state import PosWebState
 from ..state import get_state
@@ -52,6 +53,8 @@ __all__ = ["BULK_LIMIT", "PAGE_SIZE", "create_dashboard"]
 
 #: Deliveries per page of the list.
 PAGE_SIZE = 50
+#: Merchants shown by name above the list (those waiting longest first).
+MERCHANTS_SHOWN = 20
 #: Deliveries one "replay the failed ones" runs in its request, oldest first:
 #: receivers run in the request, which must end. More: run it again, or
 #: ``flask posweb replay --failed``.
@@ -222,9 +225,16 @@ def deliveries() -> Page:
     inbox = get_state().require_inbox()
     rows: list[Delivery] = []
     counts: dict[str, int] = {}
+    merchants: list[MerchantSummary] = []
     more = False
     if not query.errors:
-        counts = {str(s): n for s, n in inbox.counts(query.filter(statuses=())).items()}
+        # One grouped read for both: the counts per status (of the merchants
+        # chosen) and the merchants (of the statuses chosen).
+        every = inbox.merchants(query.filter(statuses=(), merchants=()))
+        chosen = [m for m in every if not query.merchants or m.merchant in query.merchants]
+        counts = {status: sum(m.counts[status] for m in chosen) for status in STATUSES}
+        if any(m.merchant is not None for m in every):
+            merchants = every
         found = inbox.deliveries(query.filter(), limit=PAGE_SIZE + 1, before=query.before)
         rows, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
     zone, now = _settings().timezone, utcnow()
@@ -240,6 +250,8 @@ def deliveries() -> Page:
         recent=recent,
         search_range=human(_settings().search_range),
         events=EVENTS.values(),
+        merchants=merchants[:MERCHANTS_SHOWN],
+        more_merchants=max(0, len(merchants) - MERCHANTS_SHOWN),
         section="deliveries",
     )
 

@@ -77,6 +77,9 @@ RELAY_TASK = "flask_posweb.relay"
 #: Deliveries sent per relay pass (each pass runs again while it finds a full batch).
 RELAY_BATCH = 500
 
+#: A delivery to send a task for: its id, and its merchant (for routing).
+Sent = tuple[int, "str | None"]
+
 
 class CeleryPolicy(Policy, t.Protocol):
     """What Celery mode reads of an app's settings, besides :class:`~.dispatcher.Policy`."""
@@ -128,11 +131,16 @@ def _served(celery_app: CeleryApp, inbox: str) -> tuple[Dispatcher, Celery]:
     )
 
 
-def _dispatch(task: t.Any, delivery_id: int, inbox: str = "default") -> str | None:
+def _dispatch(
+    task: t.Any, delivery_id: int, inbox: str = "default", merchant: str | None = None
+) -> str | None:
     """Dispatch one stored delivery (see :func:`~flask_posweb.dispatch.dispatch_delivery`).
 
     No Celery retry: a failed delivery is due again in the inbox after its
     backoff, and the relay sends its task then.
+
+    :param merchant: whose delivery it is: for the host's Celery router only
+        (``task_routes``), which may give merchants queues of their own.
     """
     dispatcher, _ = _served(task.app, inbox)
     with dispatcher.app.app_context():
@@ -153,8 +161,8 @@ _RELAY_RUNNERS: weakref.WeakKeyDictionary[Dispatcher, Runner] = weakref.WeakKeyD
 # shared_task: registered on every Celery app of the process, whenever it is
 # made (before or after the Flask app): a worker knows the task as soon as it
 # has imported the module that creates the Flask app.
-#: ``flask_posweb.dispatch(delivery_id, inbox)``: late acknowledgement, and
-#: requeued when the worker process running it dies.
+#: ``flask_posweb.dispatch(delivery_id, inbox, merchant=...)``: late
+#: acknowledgement, and requeued when the worker process running it dies.
 dispatch_task = shared_task(
     name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )(_dispatch)
@@ -172,30 +180,30 @@ class Publisher:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = weakref.ref(dispatcher)
-        self._jobs: queue.Queue[tuple[list[int], threading.Event, list[BaseException]]] = (
+        self._jobs: queue.Queue[tuple[list[Sent], threading.Event, list[BaseException]]] = (
             queue.Queue()
         )
         self._pid = -1
         self._failing_until = 0.0
 
-    def send(self, delivery_ids: list[int]) -> bool:
+    def send(self, deliveries: list[Sent]) -> bool:
         """Ask the host's workers to dispatch these deliveries; ``True`` once the
         broker took the tasks within the timeout."""
         dispatcher = self._dispatcher()
-        if dispatcher is None or not delivery_ids:
+        if dispatcher is None or not deliveries:
             return False
         if self.failing():
             return False  # the broker failed moments ago: the relay catches up
         self._ensure_thread()
         done, errors = threading.Event(), t.cast(list[BaseException], [])
-        self._jobs.put((delivery_ids, done, errors))
+        self._jobs.put((deliveries, done, errors))
         policy = t.cast(CeleryPolicy, dispatcher.policy)
         timeout = policy.celery_publish_timeout
         if done.wait(timeout) and not errors:
             return True
         self._failing_until = time.monotonic() + max(timeout, policy.poll_interval)
         reason = errors[0] if errors else f"no answer within {timeout:g} s"
-        count = len(delivery_ids)
+        count = len(deliveries)
         logger.warning(
             "Celery broker: %s %s not sent (%s); the relay sends %s when it is back",
             count,
@@ -217,15 +225,21 @@ class Publisher:
 
     def _loop(self) -> None:
         while True:
-            delivery_ids, done, errors = self._jobs.get()
+            deliveries, done, errors = self._jobs.get()
             dispatcher = self._dispatcher()
             if dispatcher is None:
                 return
             try:
                 task = celery_app_of(dispatcher.app).tasks[TASK]
-                for delivery_id in delivery_ids:
-                    # No retry inside Celery: the relay is the retry.
-                    task.apply_async((delivery_id, dispatcher.inbox.name), retry=False)
+                for delivery_id, merchant in deliveries:
+                    # No retry inside Celery: the relay is the retry. The merchant
+                    # travels for the host's router (and in a header, for others).
+                    task.apply_async(
+                        (delivery_id, dispatcher.inbox.name),
+                        {"merchant": merchant},
+                        retry=False,
+                        headers={"posweb_merchant": merchant},
+                    )
             except Exception as exc:  # the broker's errors are many; all mean "not sent"
                 errors.append(exc)
             finally:
@@ -242,13 +256,13 @@ def relay(dispatcher: Dispatcher, mode: Celery) -> int:
     policy = t.cast(CeleryPolicy, dispatcher.policy)
     sent = 0
     while True:
-        ids = dispatcher.inbox.take_for_relay(
+        due = dispatcher.inbox.take_for_relay(
             dispatcher.acceptable(), policy.celery_requeue_after, RELAY_BATCH
         )
-        if not ids or not mode.send(dispatcher, ids):
+        if not due or not mode.send(dispatcher, due):
             return sent
-        sent += len(ids)
-        if len(ids) < RELAY_BATCH:
+        sent += len(due)
+        if len(due) < RELAY_BATCH:
             return sent
 
 
@@ -276,26 +290,27 @@ class Celery(Mode):
             found = self._publishers[dispatcher] = Publisher(dispatcher)
         return found
 
-    def send(self, dispatcher: Dispatcher, delivery_ids: list[int]) -> bool:
+    def send(self, dispatcher: Dispatcher, deliveries: list[Sent]) -> bool:
         """Send the tasks of these deliveries; ``True`` once the broker took them."""
-        if self.publisher(dispatcher).send(delivery_ids):
+        if self.publisher(dispatcher).send(deliveries):
             return True
         # They were stamped as sent when stored (or taken by the relay): clear
         # the stamp, so the relay sends them once the broker is back, not a
         # POSWEB_CELERY_REQUEUE_AFTER later. Failing that, the stamp only delays.
         with contextlib.suppress(StoreError):
-            dispatcher.inbox.mark_unsent(delivery_ids)
+            dispatcher.inbox.mark_unsent([delivery_id for delivery_id, _ in deliveries])
         return False
 
     def stored(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
-        self.send(context.dispatcher, [delivery.id])
+        self.send(context.dispatcher, [(delivery.id, delivery.merchant)])
 
     def repeated(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
         inbox = context.dispatcher.inbox
         if delivery.status in ("failed", "dead"):
             inbox.repeat(delivery.id)
         if delivery.status in ("failed", "dead", "pending"):
-            self.send(context.dispatcher, [delivery.id])  # a duplicate task is harmless
+            # A duplicate task is harmless.
+            self.send(context.dispatcher, [(delivery.id, delivery.merchant)])
 
     def background_pass(self, runner: Runner) -> int:
         return relay(runner.dispatcher, self)

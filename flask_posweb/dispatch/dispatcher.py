@@ -98,6 +98,7 @@ def webhook_event(
         received_at=delivery.received_at.replace(tzinfo=dt.timezone.utc),
         headers=RedactedHeaders(delivery.headers),
         missing=tuple(missing),
+        merchant=delivery.merchant,
     )
 
 
@@ -203,9 +204,14 @@ class Dispatcher:
                 report.append((found.event, found.names - have, count))
         return report
 
-    def take_due(self, owner: str) -> Delivery | None:
-        """Lease the delivery due first, among those this dispatcher may take."""
-        return self.inbox.claim_due(owner, self.policy.lease, self.acceptable())
+    def due_merchants(self) -> list[str | None]:
+        """The merchants with deliveries due that this dispatcher may take, the
+        one waiting longest first (``None``: the app's own)."""
+        return self.inbox.due_merchants(self.acceptable())
+
+    def take_due(self, owner: str, merchant: str | None = None) -> Delivery | None:
+        """Lease ``merchant``'s delivery due first, among those this dispatcher may take."""
+        return self.inbox.claim_due(owner, self.policy.lease, self.acceptable(), merchant)
 
     def dispatch(self, delivery_id: int, owner: str) -> Status | None:
         """Take one delivery by id and run it; ``None`` when it is not
@@ -301,7 +307,7 @@ class Dispatcher:
             )
             return None
         if status == "processed":
-            notify(signals.webhook_processed, self.app, event=event)
+            notify(signals.webhook_processed, self.app, event=event, merchant=event.merchant)
         elif status == "unhandled":
             logger.warning(
                 "Delivery %s (%s): no receiver subscribes to it; marked unhandled "
@@ -320,7 +326,13 @@ class Dispatcher:
                 delivery.attempts,
                 delivery.id,
             )
-            notify(signals.webhook_dead, self.app, event=event, failed=failed)
+            notify(
+                signals.webhook_dead,
+                self.app,
+                event=event,
+                failed=failed,
+                merchant=event.merchant,
+            )
         return status
 
     def _reject(self, delivery: Delivery, owner: str, errors: dict[str, t.Any]) -> Status | None:

@@ -24,6 +24,7 @@ import typing as t
 import weakref
 from collections.abc import Callable
 from collections.abc import Container
+from collections.abc import Mapping
 
 from blinker import NamedSignal
 
@@ -39,6 +40,7 @@ if t.TYPE_CHECKING:
 
 __all__ = [
     "NAME_ATTRIBUTE",
+    "Named",
     "call_receivers",
     "named_receivers",
     "notify",
@@ -63,16 +65,51 @@ def receiver_name(receiver: Receiver) -> str:
     return getattr(receiver, "__qualname__", None) or type(receiver).__qualname__
 
 
-#: Name and async-ness of each receiver seen (``inspect`` is slow for a hot path).
-_DESCRIBED: weakref.WeakKeyDictionary[Receiver, tuple[str, bool]] = weakref.WeakKeyDictionary()
+class Named(t.NamedTuple):
+    """A receiver ready to call, with its name."""
+
+    name: str
+    #: The receiver (``async`` ones wrapped as Flask does for views).
+    call: Receiver
+    #: The keyword arguments it names; ``None`` when it takes ``**extra``.
+    keywords: frozenset[str] | None
+
+    def __call__(self, app: Flask, extra: Mapping[str, t.Any], **kwargs: t.Any) -> t.Any:
+        """Call it with ``kwargs``, and with those of ``extra`` it takes: an extra
+        argument added in a later version (``merchant``, 0.3) never breaks a
+        receiver written before it."""
+        if self.keywords is None:
+            return self.call(app, **extra, **kwargs)
+        taken = {key: value for key, value in extra.items() if key in self.keywords}
+        return self.call(app, **taken, **kwargs)
 
 
-def _describe(receiver: Receiver) -> tuple[str, bool]:
+#: Name, async-ness and keywords of each receiver seen (``inspect`` is slow for a hot path).
+_DESCRIBED: weakref.WeakKeyDictionary[Receiver, tuple[str, bool, frozenset[str] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _keywords(receiver: Receiver) -> frozenset[str] | None:
+    try:
+        parameters = inspect.signature(receiver).parameters.values()
+    except (TypeError, ValueError):  # a builtin or a C callable: give it nothing extra
+        return frozenset()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters if p.kind is not p.VAR_POSITIONAL)
+
+
+def _describe(receiver: Receiver) -> tuple[str, bool, frozenset[str] | None]:
     try:
         return _DESCRIBED[receiver]
     except (KeyError, TypeError):
         pass
-    described = (receiver_name(receiver), inspect.iscoroutinefunction(receiver))
+    described = (
+        receiver_name(receiver),
+        inspect.iscoroutinefunction(receiver),
+        _keywords(receiver),
+    )
     try:
         _DESCRIBED[receiver] = described
     except TypeError:  # not weakly referenceable: described again next time
@@ -80,22 +117,22 @@ def _describe(receiver: Receiver) -> tuple[str, bool]:
     return described
 
 
-def named_receivers(signal: NamedSignal, app: Flask) -> list[tuple[str, Receiver]]:
+def named_receivers(signal: NamedSignal, app: Flask) -> list[Named]:
     """The signal's receivers for ``app``, each with a name unique within the
     signal (``name#2`` for a second one of the same name, in connection order),
     ready to call (``async`` ones wrapped as Flask does for views)."""
     if signal.is_muted or not signal.receivers:
         return []
-    named: list[tuple[str, Receiver]] = []
+    named: list[Named] = []
     seen: set[str] = set()
     for receiver in signal.receivers_for(app):
-        name, is_async = _describe(receiver)
+        name, is_async, keywords = _describe(receiver)
         if name in seen:
             base, number = name, 2
             while (name := f"{base}#{number}") in seen:
                 number += 1
         seen.add(name)
-        named.append((name, app.ensure_sync(receiver) if is_async else receiver))
+        named.append(Named(name, app.ensure_sync(receiver) if is_async else receiver, keywords))
     return named
 
 
@@ -106,37 +143,50 @@ def _receiver_set(event: str, names: frozenset[str]) -> ReceiverSet:
 
 def receiver_set(signal: NamedSignal, app: Flask, event: str) -> ReceiverSet:
     """The receivers ``app`` has for ``event``, as the inbox records them."""
-    return _receiver_set(event, frozenset(name for name, _ in named_receivers(signal, app)))
+    return _receiver_set(event, frozenset(named.name for named in named_receivers(signal, app)))
 
 
-def notify(signal: NamedSignal, app: Flask, **kwargs: t.Any) -> None:
-    """Send a lifecycle signal; a receiver that raises is logged, never propagated."""
+def notify(
+    signal: NamedSignal,
+    app: Flask,
+    *,
+    merchant: str | None = None,
+    **kwargs: t.Any,
+) -> None:
+    """Send a lifecycle signal; a receiver that raises is logged, never propagated.
+
+    :param merchant: who sent the delivery or call: given to the receivers
+        that take it (a ``merchant`` argument, or ``**extra``).
+    """
     if not signal.receivers:
         return
-    for name, receiver in named_receivers(signal, app):
+    for receiver in named_receivers(signal, app):
         try:
-            receiver(app, **kwargs)
+            receiver(app, {"merchant": merchant}, **kwargs)
         except Exception:
-            logger.exception("Receiver %s of signal %r failed", name, signal.name)
+            logger.exception("Receiver %s of signal %r failed", receiver.name, signal.name)
 
 
 def call_receivers(
     app: Flask,
     event: WebhookEvent[t.Any],
-    receivers: list[tuple[str, Receiver]],
+    receivers: list[Named],
     *,
     generation: int = 0,
     skip: Container[str] = (),
     before_each: Callable[[], bool] | None = None,
 ) -> list[Attempt]:
-    """Call each receiver (except those in ``skip``) with ``event``, in isolation.
+    """Call each receiver (except those in ``skip``) with ``event`` (and with the
+    event's ``merchant`` if it takes it), in isolation.
 
     :param before_each: called before each receiver; when it returns ``False``
         (the dispatcher lost its lease) no further receiver runs.
     :returns: one :class:`~flask_posweb.inbox.Attempt` per receiver called.
     """
     outcomes = []
-    for name, receiver in receivers:
+    extra = {"merchant": event.merchant}
+    for receiver in receivers:
+        name = receiver.name
         if name in skip:
             continue
         if before_each is not None and not before_each():
@@ -144,7 +194,7 @@ def call_receivers(
         started, clock = utcnow(), time.perf_counter()
         error = None
         try:
-            receiver(app, event=event)
+            receiver(app, extra, event=event)
         except Exception as exc:
             error = traceback.format_exc()
             logger.exception(
@@ -154,7 +204,14 @@ def call_receivers(
                 event.id,
                 event.attempt,
             )
-            notify(signals.receiver_failed, app, event=event, receiver=name, error=exc)
+            notify(
+                signals.receiver_failed,
+                app,
+                event=event,
+                receiver=name,
+                error=exc,
+                merchant=event.merchant,
+            )
         elapsed = (time.perf_counter() - clock) * 1000
         outcomes.append(
             Attempt(

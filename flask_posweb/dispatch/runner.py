@@ -4,6 +4,12 @@ Any number of runners, in any number of processes, may drain one inbox: each
 delivery is leased to one dispatcher at a time. A runner also applies the
 retention rules as it goes (see :meth:`~flask_posweb.inbox.Inbox.housekeep`).
 
+Merchants take turns: a runner takes the due-first delivery of each merchant
+that has one, in the order their oldest due delivery arrived, then looks again.
+So one merchant's backlog (a re-sync of 50,000 products) delays another
+merchant's payment by one turn, not by the backlog. A lone merchant's
+deliveries are taken :data:`TURN` at a time.
+
 The background thread of a web process (``inline``, ``thread`` and ``celery``
 modes) starts at the first request the process serves, any request (a load
 balancer's health check will do), so that retries and deliveries orphaned by
@@ -27,12 +33,14 @@ from ..exceptions import StoreError
 from .dispatcher import Dispatcher
 from .owners import new_owner
 
-__all__ = ["HOUSEKEEPING_INTERVAL", "BackgroundRunner", "Runner", "Work", "report_lacking"]
+__all__ = ["HOUSEKEEPING_INTERVAL", "TURN", "BackgroundRunner", "Runner", "Work", "report_lacking"]
 
 logger = logging.getLogger("flask_posweb")
 
 #: Seconds between two passes of retention in one runner.
 HOUSEKEEPING_INTERVAL = 60.0
+#: Deliveries a lone merchant's turn takes before the runner looks for others.
+TURN = 50
 
 
 class Runner:
@@ -55,16 +63,26 @@ class Runner:
         self._housekept = -HOUSEKEEPING_INTERVAL
 
     def drain(self, limit: int | None = None) -> int:
-        """Dispatch due deliveries until none is left (or ``limit``); return how many."""
+        """Dispatch due deliveries until none is left (or ``limit``), merchants in
+        turn; return how many."""
         dispatcher = self.dispatcher
         done = 0
         while limit is None or done < limit:
-            delivery = dispatcher.take_due(self.owner)
-            if delivery is None:
+            merchants = dispatcher.due_merchants()
+            turn = TURN if len(merchants) == 1 else 1
+            took = 0
+            for merchant in merchants:
+                for _ in range(turn):
+                    if limit is not None and done >= limit:
+                        return done
+                    delivery = dispatcher.take_due(self.owner, merchant)
+                    if delivery is None:  # taken by another dispatcher meanwhile
+                        break
+                    with dispatcher.app.app_context():
+                        dispatcher.run(delivery, self.owner)
+                    done, took = done + 1, took + 1
+            if not took:
                 break
-            with dispatcher.app.app_context():
-                dispatcher.run(delivery, self.owner)
-            done += 1
         return done
 
     def work(self) -> int:

@@ -18,6 +18,7 @@ from .records import MAX_ID
 from .records import Admission
 from .records import Attempt
 from .records import Delivery
+from .records import MerchantSummary
 from .records import ReceiverSet
 from .records import Retention
 from .records import utcnow
@@ -40,6 +41,7 @@ __all__ = [
     "Delivery",
     "Filter",
     "Inbox",
+    "MerchantSummary",
     "ReceiverSet",
     "Retention",
     "Status",

@@ -39,6 +39,8 @@ class Remembered:
     """One remembered call."""
 
     id: int
+    #: Whose call it was (``None``: the app's own).
+    merchant: str | None
     call: str
     key: str
     status: AnswerStatus
@@ -65,6 +67,7 @@ class Answers:
         )
         statement = insert.values(
             inbox=bound("inbox"),
+            merchant=bound("merchant"),
             call=bound("call"),
             key=bound("key"),
             status="answering",
@@ -78,7 +81,7 @@ class Answers:
         # A failed call, or one whose provider's lease ran out, is taken over;
         # an answered one, or one being answered, is left as it is.
         self._take = statement.on_conflict_do_update(
-            index_elements=[L.inbox, L.call, L.key],
+            index_elements=[L.inbox, L.merchant, L.call, L.key],
             set_={
                 "status": "answering",
                 "locked_by": statement.excluded.locked_by,
@@ -104,6 +107,7 @@ class Answers:
 
     def take(
         self,
+        merchant: str | None,
         call: str,
         key: str,
         raw: bytes,
@@ -111,19 +115,27 @@ class Answers:
         owner: str,
         lease: float,
     ) -> tuple[int | None, Remembered | None]:
-        """Take the right to answer ``(call, key)``.
+        """Take the right to answer ``merchant``'s ``(call, key)``.
 
+        :param merchant: whose call it is (``None``: the app's own): one
+            merchant's order is never another's.
         :returns: ``(id, None)`` when ``owner`` now answers it (new, failed
             before, or abandoned); ``(None, remembered)`` otherwise: answered
             already, or being answered by another request right now.
         """
         values = self.database.values(
-            call=call, key=key, raw=raw, headers=dict(headers), owner=owner, lease=lease
+            merchant=merchant or "",
+            call=call,
+            key=key,
+            raw=raw,
+            headers=dict(headers),
+            owner=owner,
+            lease=lease,
         )
         taken = self.database.write(lambda c: c.execute(self._take, values).scalar())
         if taken is not None:
             return int(taken), None
-        return None, self.get(call, key)
+        return None, self.get(merchant, call, key)
 
     def settle(
         self,
@@ -140,10 +152,13 @@ class Answers:
         )
         return bool(self.database.execute(self._settle, values))
 
-    def get(self, call: str, key: str) -> Remembered | None:
-        """The remembered call, if any."""
+    def get(self, merchant: str | None, call: str, key: str) -> Remembered | None:
+        """``merchant``'s remembered call, if any."""
         query = sa.select(loyalty_answers).where(
-            L.inbox == self.database.name, L.call == call, L.key == key
+            L.inbox == self.database.name,
+            L.merchant == (merchant or ""),
+            L.call == call,
+            L.key == key,
         )
         row = self.database.read(query).one_or_none()
         return None if row is None else _remembered(row)
@@ -182,4 +197,5 @@ class Answers:
 
 def _remembered(row: sa.Row[t.Any]) -> Remembered:
     fields = {f.name for f in dataclasses.fields(Remembered)}
-    return Remembered(**{k: v for k, v in row._mapping.items() if k in fields})
+    found = {k: v for k, v in row._mapping.items() if k in fields}
+    return Remembered(**{**found, "merchant": found["merchant"] or None})

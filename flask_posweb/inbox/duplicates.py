@@ -6,6 +6,7 @@ and a resource that changed back (a product's stock going 24 -> 23 -> 24: a
 new delivery whose body equals an earlier one). So a body is a duplicate of an
 earlier delivery of the same event only
 
+- from the same merchant (two shops' equal bodies are two deliveries),
 - within ``POSWEB_DUPLICATE_WINDOW`` of that delivery's arrival (default 10
   minutes, far beyond DealPOS's 7 s), **and**
 - if no other delivery of the same event about the same resource arrived in
@@ -57,14 +58,17 @@ class Scope(t.NamedTuple):
     def of(
         cls,
         inbox: str,
+        merchant: str | None,
         event: str,
         raw: bytes,
         resource: str | None,
         *,
         refusal: t.Mapping[str, t.Any] | None = None,
     ) -> Scope:
-        """The scope of a body of ``event`` received by ``inbox``.
+        """The scope of a body of ``event`` that ``merchant`` sent to ``inbox``.
 
+        :param merchant: who sent it: two merchants' equal bodies (a product with
+            the same SKU and stock) are never duplicates of each other.
         :param resource: the value of the event's resource key in the body, if any.
         :param refusal: why the body was refused (its errors): a refused body's
             scope is its own bytes and this reason.
@@ -77,7 +81,11 @@ class Scope(t.NamedTuple):
             kind, subject = "resource", resource
         else:
             kind, subject = "body", body_hash
-        key = hashlib.sha256(f"{inbox}\0{event}\0{kind}\0{subject}".encode()).hexdigest()
+        # The app's own keep 0.2's keys, so that a window open across the
+        # upgrade still holds; a merchant's cannot meet them (no event is
+        # named "merchant:...").
+        whose = inbox if merchant is None else f"{inbox}\0merchant:{merchant}"
+        key = hashlib.sha256(f"{whose}\0{event}\0{kind}\0{subject}".encode()).hexdigest()
         return cls(key, body_hash)
 
 

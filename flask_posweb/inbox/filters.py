@@ -32,10 +32,14 @@ class Filter:
     #: Text the raw body contains (its UTF-8 bytes). A scan of the bodies:
     #: callers bound it with ``since``/``until``.
     text: str | None = None
+    #: Merchants' names; ``None`` among them means the app's own deliveries.
+    #:
+    #: .. versionadded:: 0.3
+    merchant: Sequence[str | None] = ()
 
     def __post_init__(self) -> None:
         # ``Filter(status="failed")`` means one status, not the letters of one.
-        for name in ("status", "event"):
+        for name in ("status", "event", "merchant"):
             if isinstance(getattr(self, name), str):
                 object.__setattr__(self, name, (getattr(self, name),))
 

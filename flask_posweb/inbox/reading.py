@@ -9,6 +9,7 @@ Part of :class:`~.store.Inbox`.
 
 from __future__ import annotations
 
+import datetime as dt
 import typing as t
 import warnings
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ from .database import bound
 from .filters import Filter
 from .records import Attempt
 from .records import Delivery
+from .records import MerchantSummary
 from .records import ReceiverSet
 from .statements import D
 from .statements import where
@@ -101,6 +103,39 @@ class Reading:
         rows: t.Iterable[t.Any] = self.database.read(query)
         found = {status: count for status, count in rows}
         return {status: found.get(status, 0) for status in states.STATUSES}
+
+    def merchants(self, which: Filter | None = None) -> list[MerchantSummary]:
+        """Every merchant with stored deliveries (``None``: the app's own), with
+        its counts per status and when its oldest waiting delivery arrived;
+        the merchant waiting longest first.
+
+        .. versionadded:: 0.3
+        """
+        waiting = sa.case((D.status.in_(states.DISPATCHABLE), D.received_at))
+        query = (
+            sa.select(D.merchant, D.status, sa.func.count(), sa.func.min(waiting))
+            .where(D.inbox == self.database.name, *where(which or Filter()))
+            .group_by(D.merchant, D.status)
+        )
+        found: dict[str, MerchantSummary] = {}
+        rows: t.Iterable[t.Any] = self.database.read(query)
+        for merchant, status, count, oldest in rows:
+            summary = found.setdefault(
+                merchant, MerchantSummary(merchant or None, dict.fromkeys(states.STATUSES, 0))
+            )
+            summary.counts[status] = count
+            if oldest is not None and (
+                summary.oldest_waiting is None or oldest < summary.oldest_waiting
+            ):
+                found[merchant] = summary = summary._replace(oldest_waiting=oldest)
+        return sorted(
+            found.values(),
+            key=lambda s: (
+                s.oldest_waiting is None,
+                s.oldest_waiting or dt.datetime.min,
+                s.merchant or "",
+            ),
+        )
 
     def attempts(self, delivery_id: int) -> list[Attempt]:
         """Every receiver call of a delivery, oldest first."""

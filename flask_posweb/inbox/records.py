@@ -12,7 +12,16 @@ import typing as t
 
 from .states import Status
 
-__all__ = ["MAX_ID", "Admission", "Attempt", "Delivery", "ReceiverSet", "Retention", "utcnow"]
+__all__ = [
+    "MAX_ID",
+    "Admission",
+    "Attempt",
+    "Delivery",
+    "MerchantSummary",
+    "ReceiverSet",
+    "Retention",
+    "utcnow",
+]
 
 #: The largest id a stored row can have: a signed 64-bit integer in both databases.
 #: Ids from URLs, forms and the command line are checked against it first.
@@ -34,6 +43,10 @@ class Delivery:
     id: int
     #: ``POSWEB_INBOX_NAME`` of the app that received it.
     inbox: str
+    #: The merchant that sent it (``None``: the app's own credentials).
+    #:
+    #: .. versionadded:: 0.3
+    merchant: str | None
     event: str
     status: Status
     #: The exact bytes received.
@@ -57,6 +70,11 @@ class Delivery:
     locked_by: str | None
     locked_until: dt.datetime | None
     enqueued_at: dt.datetime | None
+
+    def __post_init__(self) -> None:
+        # Stored as "" (a key part that NULL could not be): None to everyone else.
+        if self.merchant == "":
+            object.__setattr__(self, "merchant", None)
 
     @property
     def succeeded(self) -> frozenset[str]:
@@ -152,3 +170,17 @@ class Retention(t.NamedTuple):
     #:
     #: .. versionadded:: 0.3
     answers: float = 90 * 86400
+
+
+class MerchantSummary(t.NamedTuple):
+    """One merchant's deliveries, as :meth:`~flask_posweb.Inbox.merchants` counts them.
+
+    .. versionadded:: 0.3
+    """
+
+    #: ``None``: the app's own credentials.
+    merchant: str | None
+    #: Deliveries per status, every status included.
+    counts: dict[Status, int]
+    #: When its oldest pending or failed delivery arrived (naive UTC); ``None``: none waits.
+    oldest_waiting: dt.datetime | None = None

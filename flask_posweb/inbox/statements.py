@@ -58,6 +58,8 @@ def where(which: Filter) -> list[sa.ColumnElement[bool]]:
         clauses.append(D.status.in_(which.status))
     if which.event:
         clauses.append(D.event.in_(which.event))
+    if which.merchant:
+        clauses.append(D.merchant.in_([m or "" for m in which.merchant]))
     if which.since is not None:
         clauses.append(D.received_at >= which.since)
     if which.until is not None:
@@ -108,6 +110,7 @@ class Statements:
                 deliveries.insert()
                 .values(
                     inbox=inbox,
+                    merchant=bound("merchant"),
                     event=bound("event"),
                     status=sa.literal_column(f"'{status}'", D.status.type),
                     raw=bound("raw"),
@@ -192,15 +195,24 @@ class Statements:
             unleased,
             expected,
         )
+        # The due delivery of one merchant that is due first: dispatchers take
+        # merchants in turn (see Inbox.due_merchants), not oldest first across all.
         due = (
             sa.select(D.id)
-            .where(*takeable)
+            .where(*takeable, D.merchant == bound("merchant"))
             .order_by(D.next_attempt_at, D.id)
             .limit(1)
             # PostgreSQL: concurrent dispatchers pass over a row another one is
             # taking instead of waiting for it. SQLite: the write lock serialises.
             .with_for_update(skip_locked=True)
             .scalar_subquery()
+        )
+        self.due_merchants = (
+            sa.select(D.merchant)
+            .where(*takeable)
+            .group_by(D.merchant)
+            .order_by(sa.func.min(D.next_attempt_at), D.merchant)
+            .limit(bound("limit", type_=sa.Integer(), literal_execute=True))
         )
         self.claim_due = deliveries.update().where(D.id == due).values(take).returning(*everything)
         self.extend = (
@@ -224,21 +236,29 @@ class Statements:
                 updated_at=now,
             )
         )
+        unsent = sa.or_(D.enqueued_at.is_(None), D.enqueued_at < clock.plus("b_requeue_after"))
+        # Each merchant's first due delivery, then each one's second...: one
+        # merchant's backlog does not hold the others' tasks back.
+        turn = sa.func.row_number().over(
+            partition_by=D.merchant, order_by=(D.next_attempt_at, D.id)
+        )
+        ranked = (
+            sa.select(D.id, D.next_attempt_at, turn.label("turn"))
+            .where(*takeable, unsent)
+            .subquery()
+        )
         relayable = (
-            sa.select(D.id)
-            .where(
-                *takeable,
-                sa.or_(D.enqueued_at.is_(None), D.enqueued_at < clock.plus("b_requeue_after")),
-            )
-            .order_by(D.next_attempt_at, D.id)
+            sa.select(ranked.c.id)
+            .order_by(ranked.c.turn, ranked.c.next_attempt_at, ranked.c.id)
             .limit(bound("limit", type_=sa.Integer(), literal_execute=True))
-            .with_for_update(skip_locked=True)
         )
         self.take_for_relay = (
             deliveries.update()
-            .where(D.id.in_(relayable.scalar_subquery()))
+            # Checked again on the row itself: a relay beside this one that just
+            # stamped it wins (PostgreSQL re-reads a row it had to wait for).
+            .where(D.id.in_(relayable.scalar_subquery()), unsent)
             .values(enqueued_at=now)
-            .returning(D.id)
+            .returning(D.id, D.merchant)
         )
         self.unsent = (
             deliveries.update()

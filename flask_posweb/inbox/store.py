@@ -113,6 +113,7 @@ class Inbox(Reading, Housekeeping):
         headers: Mapping[str, str],
         *,
         receivers: ReceiverSet,
+        merchant: str | None = None,
         resource: str | None = None,
         missing: Sequence[str] = (),
         owner: str | None = None,
@@ -126,14 +127,17 @@ class Inbox(Reading, Housekeeping):
 
         :param receivers: the receivers the receiving app has for the event:
             only a dispatcher with all of them may take the delivery.
+        :param merchant: who sent it (``None``: the app's own credentials).
+            Duplicates are per merchant: two merchants' equal bodies are two deliveries.
         :param resource: what the body is about (its resource key's value).
         :param owner: lease the new delivery to this dispatcher at once (and count
             its first attempt), so that no one else takes it while it runs.
         :param enqueued: a task engine is asked to dispatch it right after the
             commit: stamp ``enqueued_at`` now (see :meth:`take_for_relay`).
         """
-        scope = Scope.of(self.name, event, raw, resource)
+        scope = Scope.of(self.name, merchant, event, raw, resource)
         values = self.database.values(
+            merchant=merchant or "",
             event=event,
             status="pending",
             raw=raw,
@@ -193,6 +197,7 @@ class Inbox(Reading, Housekeeping):
         headers: Mapping[str, str],
         errors: dict[str, t.Any],
         *,
+        merchant: str | None = None,
         deadline: Deadline | None = None,
     ) -> Delivery:
         """Keep a delivery that failed validation, with its errors, for a later replay.
@@ -202,10 +207,11 @@ class Inbox(Reading, Housekeeping):
         replayed, it is kept anew. Rejected deliveries are bounded by count and
         age (see :meth:`housekeep`).
         """
-        scope = Scope.of(self.name, event, raw, None, refusal=errors)
+        scope = Scope.of(self.name, merchant, event, raw, None, refusal=errors)
         values = self.database.values(
-            event=event, status="rejected", raw=raw, headers=dict(headers), errors=errors,
-            missing=None, receiver_set=None, owner=None, lease=0,
+            merchant=merchant or "", event=event, status="rejected", raw=raw,
+            headers=dict(headers), errors=errors, missing=None, receiver_set=None, owner=None,
+            lease=0,
         )  # fmt: skip
 
         def store(connection: sa.Connection) -> Delivery:
@@ -254,10 +260,22 @@ class Inbox(Reading, Housekeeping):
         result = self.database.write(lambda c: c.execute(self._sql.repeat, values), deadline)
         return bool(result.rowcount)
 
-    def claim_due(self, owner: str, lease: float, receivers: Iterable[str]) -> Delivery | None:
-        """Lease the delivery due first, among those whose expected receivers
-        are one of the sets ``receivers`` (keys) or unknown (kept from 0.1)."""
-        values = self.database.values(owner=owner, lease=lease, sets=list(receivers))
+    def due_merchants(self, receivers: Iterable[str], limit: int = 1000) -> list[str | None]:
+        """The merchants that have deliveries due now and free, among those whose
+        expected receivers are one of the sets ``receivers`` (keys): the one whose
+        delivery has waited longest first (``None``: the app's own)."""
+        values = self.database.values(sets=list(receivers), limit=limit)
+        rows = self.database.read(self._sql.due_merchants, values).scalars()
+        return [merchant or None for merchant in rows]
+
+    def claim_due(
+        self, owner: str, lease: float, receivers: Iterable[str], merchant: str | None = None
+    ) -> Delivery | None:
+        """Lease ``merchant``'s delivery due first, among those whose expected
+        receivers are one of the sets ``receivers`` (keys) or unknown (kept from 0.1)."""
+        values = self.database.values(
+            owner=owner, lease=lease, sets=list(receivers), merchant=merchant or ""
+        )
         row = self.database.write(lambda c: c.execute(self._sql.claim_due, values).first())
         return None if row is None else Delivery(**row._mapping)
 
@@ -305,13 +323,18 @@ class Inbox(Reading, Housekeeping):
 
     def take_for_relay(
         self, receivers: Iterable[str], requeue_after: float, limit: int = 500
-    ) -> list[int]:
+    ) -> list[tuple[int, str | None]]:
         """Deliveries a task engine should be asked (again) to dispatch: due,
         held by no dispatcher, with receivers the asking app has, and not sent
         within ``requeue_after`` seconds (a task sent then was lost, or is still
         queued). Each is stamped as sent now, in the same statement, so that
         relays running side by side rarely send one twice (a duplicate task is
         harmless: the first to take the lease runs it).
+
+        Merchants take turns: every merchant's first due delivery comes before
+        any merchant's second.
+
+        :returns: ``(id, merchant)`` of each, by id.
         """
         values = self.database.values(
             sets=list(receivers), requeue_after=-requeue_after, limit=limit
@@ -319,7 +342,7 @@ class Inbox(Reading, Housekeeping):
         rows = self.database.write(
             lambda c: c.execute(self._sql.take_for_relay, values).all(), durable=False
         )
-        return sorted(row.id for row in rows)
+        return sorted((row.id, row.merchant or None) for row in rows)
 
     def replay(self, which: Filter) -> int:
         """Make the chosen deliveries due again as replays (:data:`.states.REPLAY`);
@@ -351,6 +374,7 @@ def _new_delivery(row: sa.Row[t.Any], values: Mapping[str, t.Any], *, enqueued: 
     return Delivery(
         id=row.id,
         inbox=values["b_inbox"],
+        merchant=values["b_merchant"] or None,
         event=values["b_event"],
         status=status,
         raw=values["b_raw"],

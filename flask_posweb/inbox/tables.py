@@ -33,6 +33,9 @@ deliveries = sa.Table(
     sa.Column("id", _Id, primary_key=True, autoincrement=True),
     # POSWEB_INBOX_NAME: apps that share a database on purpose keep apart.
     sa.Column("inbox", sa.String(64), nullable=False),
+    # The merchant that sent it; "" for the app's own credentials (a key part
+    # that NULL could not be: NULLs are never equal in a unique key).
+    sa.Column("merchant", sa.String(64), nullable=False, server_default=""),
     sa.Column("event", sa.String(80), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("raw", sa.LargeBinary(), nullable=False),
@@ -64,6 +67,8 @@ deliveries = sa.Table(
     sa.Index("ix_posweb_deliveries_status_id", "inbox", "status", "id"),
     sa.Index("ix_posweb_deliveries_event_id", "inbox", "event", "id"),
     sa.Index("ix_posweb_deliveries_event_status", "inbox", "event", "status"),
+    # One merchant's deliveries, newest first (the log page, list --merchant).
+    sa.Index("ix_posweb_deliveries_merchant_id", "inbox", "merchant", "id"),
     sqlite_autoincrement=True,
 )
 
@@ -103,6 +108,8 @@ loyalty_answers = sa.Table(
     metadata,
     sa.Column("id", _Id, primary_key=True, autoincrement=True),
     sa.Column("inbox", sa.String(64), nullable=False),
+    # Whose order it is ("": the app's own): one merchant's order ID is not another's.
+    sa.Column("merchant", sa.String(64), nullable=False, server_default=""),
     sa.Column("call", sa.String(40), nullable=False),
     # "id:<order ID>" (at most 200 characters, checked first) or "sha256:<body hash>".
     sa.Column("key", sa.String(240), nullable=False),
@@ -114,7 +121,7 @@ loyalty_answers = sa.Table(
     *_times("created_at", "updated_at"),
     sa.Column("locked_by", sa.String(64), nullable=True),
     sa.Column("locked_until", sa.DateTime(), nullable=True),
-    sa.UniqueConstraint("inbox", "call", "key", name="uq_posweb_loyalty_answers_key"),
+    sa.UniqueConstraint("inbox", "merchant", "call", "key", name="uq_posweb_loyalty_answers_key"),
     sa.Index("ix_posweb_loyalty_answers_updated", "updated_at"),
     sqlite_autoincrement=True,
 )

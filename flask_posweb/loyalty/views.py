@@ -97,16 +97,16 @@ def run_within(
 def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], Response]:
     """The view of ``POST <prefix>/loyalty/<call>``: answer one loyalty call."""
 
-    def view() -> Response:
-        state = authenticated_post()
+    def view(merchant: str | None = None) -> Response:
+        state, sender = authenticated_post(merchant)
         raw = read_body(state.settings.max_content_length)
         data = validated(call_type, raw, request.mimetype).data
         provider = loyalty.providers.get(call_type.name)
         if provider is None:
             raise NoProviderError(call_type.title, call_type.decorator)
         headers = redact(request.headers, state.settings.hidden_headers)
-        call = LoyaltyCall(call_type.name, data, raw, headers)
-        notify(signals.loyalty_requested, state.app, call=call)
+        call = LoyaltyCall(call_type.name, data, raw, headers, sender)
+        notify(signals.loyalty_requested, state.app, call=call, merchant=sender)
         try:
             if call_type.remembered and state.inbox is not None:
                 status, body, replayed = _remembered(
@@ -119,7 +119,7 @@ def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], R
             logger.error(
                 "Loyalty %s not answered: %s", call.name, exc.message, exc_info=exc.__cause__
             )
-            notify(signals.loyalty_failed, state.app, call=call, error=exc)
+            notify(signals.loyalty_failed, state.app, call=call, error=exc, merchant=sender)
             raise
         notify(
             signals.loyalty_answered,
@@ -128,6 +128,7 @@ def loyalty_view(call_type: LoyaltyCallType, loyalty: Loyalty) -> Callable[[], R
             status=status,
             answer=body,
             replayed=replayed,
+            merchant=sender,
         )
         return Response(json.dumps(body), status=status, mimetype="application/json")
 
@@ -164,9 +165,11 @@ def _remembered(
     settings = state.settings
     owner, lease = new_owner("loyalty"), settings.loyalty_time_budget + 60
     key = order_key(call.data, call.raw)
-    answer_id, found = memory.take(call.name, key, call.raw, call.headers, owner, lease)
+    answer_id, found = memory.take(
+        call.merchant, call.name, key, call.raw, call.headers, owner, lease
+    )
     if answer_id is None:
-        answer = _wait_for_answer(memory, call.name, key, settings.loyalty_time_budget)
+        answer = _wait_for_answer(memory, call, key, settings.loyalty_time_budget)
         if answer is None:
             raise UnavailableError(
                 "This order is still being answered; retry.", settings.retry_after
@@ -201,11 +204,11 @@ def _remembered(
 
 
 def _wait_for_answer(
-    memory: Answers, call: str, key: str, budget: float
+    memory: Answers, call: LoyaltyCall, key: str, budget: float
 ) -> dict[str, t.Any] | None:
     deadline = time.monotonic() + budget
     while True:
-        found = memory.get(call, key)
+        found = memory.get(call.merchant, call.name, key)
         if found is not None and found.status == "answered":
             return found.answer
         if found is None or found.status == "failed" or time.monotonic() > deadline:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import weakref
 from collections.abc import Iterator
 
 from apispec import APISpec
 from flask import Flask
 
+from ..auth.credentials import MERCHANT_NAME
 from ..calls import CALLS
 from ..events import EVENTS
 from ..schemas.base import lenient
@@ -44,6 +46,21 @@ def _routes(app: Flask, state: PosWebState) -> Iterator[tuple[str, str, str]]:
         if mount in mounts:
             operation_id = endpoint if mount == mounts[0] else f"{mount}_{endpoint}"
             yield rule.rule, operation_id.replace(".", "_"), endpoint
+
+
+#: A blueprint mounted per merchant (``/dealpos/<merchant>``): its one path parameter.
+MERCHANT_PARAMETER: Json = {
+    "name": "merchant",
+    "in": "path",
+    "required": True,
+    "description": "The merchant this URL is for: only its credentials are accepted here.",
+    "schema": {"type": "string", "pattern": f"^{MERCHANT_NAME.pattern}$"},
+}
+
+
+def _openapi_path(rule: str) -> str:
+    """A Werkzeug rule as an OpenAPI path: ``<merchant>`` is ``{merchant}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
 
 
 def _version() -> str:
@@ -80,7 +97,9 @@ def openapi_document(app: Flask, *, server_url: str | None = None) -> Json:
 
     base = (server_url or "").rstrip("/")
     routes = list(_routes(app, state))
-    token_url = next((base + path for path, _, name in routes if name == "oauth_token"), None)
+    token_url = next(
+        (base + _openapi_path(path) for path, _, name in routes if name == "oauth_token"), None
+    )
     schemes, requirement = security(state, token_url if state.tokens is not None else None)
     spec = APISpec(
         title="DealPOS webhooks",
@@ -109,7 +128,11 @@ def openapi_document(app: Flask, *, server_url: str | None = None) -> Json:
         else:  # the document itself; the token URL when OAuth is off (it answers 404)
             continue
         tags += [tag for tag in operation["tags"] if tag not in tags]
-        spec.path(path=path, operations={"post": {"operationId": operation_id, **operation}})
+        spec.path(
+            path=_openapi_path(path),
+            operations={"post": {"operationId": operation_id, **operation}},
+            parameters=[MERCHANT_PARAMETER] if "<merchant>" in path else [],
+        )
     for tag in tags:
         spec.tag({"name": tag})
     document = spec.to_dict()

@@ -43,8 +43,12 @@ def receive(
     raw: bytes,
     headers: Headers,
     mimetype: str | None,
+    *,
+    merchant: str | None = None,
 ) -> int | None:
     """Take one authenticated delivery; return its inbox id (``None`` without an inbox).
+
+    :param merchant: who sent it (``None``: the app's own credentials).
 
     :raises WebhookError: the answer to send instead of 200.
     :raises StoreError: the inbox could not commit it (answered 503).
@@ -57,11 +61,16 @@ def receive(
         _check_encoding(headers)
         loaded = validated(event_type, raw, mimetype, strict=settings.strict_presence)
     except WebhookError as exc:
-        _keep_rejected(state, event_type, raw, kept, exc, deadline)
+        _keep_rejected(state, event_type, raw, kept, exc, deadline, merchant)
         raise
     if state.inbox is None or state.dispatch is None:
         event = WebhookEvent(
-            event_type.name, loaded.data, raw, headers=kept, missing=loaded.missing
+            event_type.name,
+            loaded.data,
+            raw,
+            headers=kept,
+            missing=loaded.missing,
+            merchant=merchant,
         )
         _run_unstored(state, event)
         return None
@@ -72,6 +81,7 @@ def receive(
         raw,
         kept,
         receivers=receiver_set(event_type.signal, state.app, event_type.name),
+        merchant=merchant,
         resource=event_type.resource(loaded.data),
         missing=loaded.missing,
         owner=new_owner("request") if mode.leases_at_store else None,
@@ -86,7 +96,7 @@ def receive(
         return delivery.id
     logger.info("%s accepted (id=%s)", event_type.name, delivery.id)
     event = webhook_event(delivery, loaded.data, loaded.missing)
-    notify(signals.webhook_received, state.app, event=event)
+    notify(signals.webhook_received, state.app, event=event, merchant=merchant)
     if loaded.missing:
         logger.warning(
             "%s accepted without marked fields (id=%s): %s",
@@ -94,7 +104,13 @@ def receive(
             delivery.id,
             ", ".join(loaded.missing),
         )
-        notify(signals.webhook_incomplete, state.app, event=event, missing=loaded.missing)
+        notify(
+            signals.webhook_incomplete,
+            state.app,
+            event=event,
+            missing=loaded.missing,
+            merchant=merchant,
+        )
     dispatch.stored(delivery, loaded)
     return delivery.id
 
@@ -116,6 +132,7 @@ def _keep_rejected(
     headers: RedactedHeaders,
     exc: WebhookError,
     deadline: Deadline,
+    merchant: str | None,
 ) -> None:
     """Store a refused body with its errors before refusing it.
 
@@ -125,17 +142,19 @@ def _keep_rejected(
     if state.inbox is None:
         return
     errors = exc.stored_errors()
-    kept = state.inbox.reject(event_type.name, raw, headers, errors, deadline=deadline)
+    kept = state.inbox.reject(
+        event_type.name, raw, headers, errors, merchant=merchant, deadline=deadline
+    )
     exc.delivery_id = kept.id
     logger.warning("%s rejected (id=%s): %s", event_type.name, kept.id, errors)
 
 
 def _run_unstored(state: PosWebState, event: WebhookEvent[t.Any]) -> None:
     """Without an inbox, receivers run in the request; a failure is a 500 so DealPOS retries."""
-    notify(signals.webhook_received, state.app, event=event)
+    notify(signals.webhook_received, state.app, event=event, merchant=event.merchant)
     receivers = named_receivers(event.type.signal, state.app)
     failed = [o.receiver for o in call_receivers(state.app, event, receivers) if not o.ok]
     if failed:
         raise ReceiverError(failed)
     logger.info("%s accepted", event.name)
-    notify(signals.webhook_processed, state.app, event=event)
+    notify(signals.webhook_processed, state.app, event=event, merchant=event.merchant)

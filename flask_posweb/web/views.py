@@ -23,6 +23,7 @@ from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import jsonify
 from flask import request
 from werkzeug.exceptions import HTTPException
@@ -32,6 +33,7 @@ from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import signals
+from ..auth.credentials import is_merchant_name
 from ..auth.secrets import digest
 from ..auth.verification import parse_basic
 from ..dispatch.receivers import notify
@@ -48,6 +50,7 @@ from ..payload import decode
 from ..payload import parse
 from ..state import PosWebState
 from ..state import get_state
+from .guard import SENDER
 from .guard import authenticated_post
 from .guard import read_body
 from .guard import token_audience
@@ -74,12 +77,16 @@ def webhook_view(event_type: EventType) -> t.Callable[[], Response]:
     call in ``ensure_sync`` a second time, measurable on the hot path.
 
     :param event_type: the event this URL stands for (DealPOS sends no type in the body).
+
+    The view takes the ``merchant`` of a blueprint mounted at ``/dealpos/<merchant>``.
     """
 
-    def view() -> Response:
-        state = authenticated_post()
+    def view(merchant: str | None = None) -> Response:
+        state, sender = authenticated_post(merchant)
         raw = read_body(state.settings.max_content_length)
-        delivery_id = receive(state, event_type, raw, request.headers, request.mimetype)
+        delivery_id = receive(
+            state, event_type, raw, request.headers, request.mimetype, merchant=sender
+        )
         response = Response(SUCCESS, mimetype="application/json")
         if delivery_id is not None:
             response.headers["X-PosWeb-Delivery"] = str(delivery_id)
@@ -90,14 +97,19 @@ def webhook_view(event_type: EventType) -> t.Callable[[], Response]:
     return view
 
 
-def token() -> Response:
+def token(merchant: str | None = None) -> Response:
     """``POST <prefix>/oauth/token``: the merchant's ``ServerAuthenticationURL``.
 
     OAuth 2.0 client credentials (RFC 6749 section 4.4): ``grant_type=client_credentials``,
     form-encoded (JSON is accepted too), client id and secret in HTTP Basic or
     in the body. Failed requests are throttled when the app has Flask-Limiter.
+    The token is bound to the client's merchant: refused at any other's URL.
+
+    :param merchant: the merchant the URL names, if the blueprint is mounted so.
     """
     state = get_state()
+    if merchant is not None and not is_merchant_name(merchant):
+        raise NotFoundError(request.path)
     tokens, authenticator = state.tokens, state.authenticator
     if tokens is None or authenticator is None:
         raise OAuthError("invalid_request", "OAuth is not enabled on this server.", 404)
@@ -106,7 +118,7 @@ def token() -> Response:
         throttle.check()
     try:
         client_id, secret = _client_credentials()
-        client = authenticator.client(client_id, secret)
+        client = authenticator.client(client_id, secret, merchant)
         if client is None:
             basic = parse_basic(request.headers) is not None
             challenge = authenticator.challenge("basic", request.headers) if basic else None
@@ -187,8 +199,16 @@ def render_error(error: HTTPException) -> BaseResponse:
         event_name=endpoint,
         error=error,
         delivery_id=error.delivery_id,
+        merchant=sender(),
     )
     return error.get_response()
+
+
+def sender() -> str | None:
+    """The merchant of the current request: the one its credentials proved, else
+    the one its URL names (not proven: a refused request's claim)."""
+    proven: str | None = g.get(SENDER)
+    return proven or (request.view_args or {}).get("merchant")
 
 
 def render_store_error(error: StoreError) -> BaseResponse:
