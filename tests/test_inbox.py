@@ -26,7 +26,7 @@ from flask_posweb.inbox import Filter
 from flask_posweb.inbox import Inbox
 from flask_posweb.inbox import Retention
 from flask_posweb.inbox import utcnow
-from flask_posweb.inbox.writer import SQLiteWriter
+from flask_posweb.inbox.writer import GroupWriter
 
 from .conftest import LEDGER
 from .conftest import Clock
@@ -309,8 +309,13 @@ def test_every_statement_goes_through_sqlalchemy(inbox: Inbox) -> None:
     delivery = admit(inbox, owner="w", lease=60).delivery
     inbox.finish(delivery, "w", [outcome("ledger", True)], "processed")
     inbox.counts()
-    assert any(s.startswith("INSERT INTO posweb_deliveries") for s in seen)
-    assert any(s.startswith("INSERT INTO posweb_duplicates") for s in seen)
+    admissions = [s for s in seen if "INSERT INTO posweb_deliveries" in s]
+    claims = [s for s in seen if "INSERT INTO posweb_duplicates" in s]
+    assert admissions and claims
+    if inbox.database.dialect == "postgresql":
+        # The durable path at the speed of its store: the row and its claim in one
+        # statement, one round trip, seen by SQLAlchemy's events all the same.
+        assert admissions == claims and admissions[0].startswith("WITH claim AS")
     assert any(s.startswith("UPDATE posweb_deliveries") for s in seen)
     assert any(s.startswith("SELECT posweb_deliveries.status") for s in seen)
 
@@ -477,7 +482,7 @@ def test_rows_stored_at_the_same_moment_share_one_commit(tmp_path: t.Any) -> Non
     commits: list[int] = []
     sa.event.listen(store.database.engines.durable, "commit", lambda connection: commits.append(1))
     writer = store.database.writer
-    assert isinstance(writer, SQLiteWriter)
+    assert isinstance(writer, GroupWriter)
     channel = writer._durable
     pool = concurrent.futures.ThreadPoolExecutor(8)
     with channel._leader:  # a commit in progress: newcomers queue behind it
@@ -498,7 +503,7 @@ def test_one_bad_write_does_not_fail_its_neighbours(tmp_path: t.Any) -> None:
     """Inbox 0.2, finding 7: in 0.1 one bad row failed the whole group commit."""
     store = Inbox.from_url(f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
     store.counts()
-    channel = t.cast(SQLiteWriter, store.database.writer)._durable
+    channel = t.cast(GroupWriter, store.database.writer)._durable
 
     def poisoned(connection: sa.Connection) -> None:
         connection.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
@@ -530,8 +535,8 @@ def test_outcomes_are_written_without_waiting_for_the_disk(inbox: Inbox) -> None
     )
     delivery = admit(inbox, owner="me", lease=60).delivery
     inbox.finish(delivery, "me", [outcome("a", True)], "processed")
-    assert any(s.startswith("INSERT INTO posweb_deliveries") for s in durable)
-    assert not any(s.startswith("INSERT") for s in relaxed)
+    assert any("INSERT INTO posweb_deliveries" in s for s in durable)
+    assert not any("INSERT" in s for s in relaxed)
     assert any(s.startswith("UPDATE posweb_deliveries") for s in relaxed)
     with inbox.database.engines.relaxed.connect() as connection:
         if inbox.database.engines.dialect.name == "sqlite":

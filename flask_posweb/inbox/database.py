@@ -34,6 +34,7 @@ from .engines import create_engines
 from .engines import driver_reason
 from .migrations import Layout
 from .migrations import head
+from .writer import Done
 from .writer import create_writer
 
 __all__ = ["Database", "bound"]
@@ -193,13 +194,36 @@ class Database:
 
         return self.write(run, deadline, durable=durable)
 
+    def write_later(self, operation: Callable[[sa.Connection], R], done: Done) -> None:
+        """Queue a write nobody waits for (a receiver's outcome): committed with
+        the next write of this process, or by :meth:`flush`; ``done(result,
+        error)`` is then called, in the committing thread. Losing it to a crash
+        costs a repeat, never a delivery."""
+        self.writer.write_later(operation, done)
+
+    def flush(self) -> None:
+        """Commit the writes queued by :meth:`write_later`, if any."""
+        if self.writer.waiting:
+            with self.translated():
+                self.writer.flush(Deadline(self.timeout))
+
     def read(
         self, query: sa.Executable, params: Mapping[str, t.Any] | None = None
     ) -> sa.Result[t.Any]:
-        """Run a query on a read connection (a snapshot: it never waits for a writer)."""
-        with self.translated(), self.engines.read.connect() as connection:
-            result = connection.execute(query, self.clock.bind(dict(params or {})))
-            return result.freeze()()
+        """Run a query on a read connection (a snapshot: it never waits for a
+        writer). A connection found dead is replaced, and the query run once more."""
+        values = self.clock.bind(dict(params or {}))
+        with self.translated():
+            try:
+                return self._read(query, values)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            return self._read(query, values)  # once more, on a new connection
+
+    def _read(self, query: sa.Executable, values: dict[str, t.Any]) -> sa.Result[t.Any]:
+        with self.engines.read.connect() as connection:
+            return connection.execute(query, values).freeze()()
 
     def values(self, **values: t.Any) -> dict[str, t.Any]:
         """The values of a statement built with :func:`bound`: every name gets

@@ -89,18 +89,24 @@ class Scope(t.NamedTuple):
         return cls(key, body_hash)
 
 
-def claim_statement(dialect: sa.Dialect, clock: Clock) -> sa.Insert:
-    """Make a new delivery the latest of its scope, unless it is a duplicate.
+def claim_statement(
+    dialect: sa.Dialect, clock: Clock, delivery_id: sa.ColumnElement[int] | None = None
+) -> sa.Insert:
+    """Make a new delivery the latest of its scope, unless it is a duplicate: the rule,
+    as one upsert, atomic on both databases.
 
-    Binds ``b_scope``, ``b_delivery_id``, ``b_body_hash`` and ``b_since`` (minus
-    the window, in seconds).
-    Returns the new row's ``delivery_id`` when the delivery is new; no row when
-    the scope already holds the same body within the window (a duplicate).
+    Binds ``b_scope``, ``b_body_hash``, ``b_since`` (minus the window, in
+    seconds) and, unless ``delivery_id`` says otherwise, ``b_delivery_id``.
+    Changes one row when the delivery is new; none when the scope already holds
+    the same body within the window (a duplicate).
+
+    :param delivery_id: the new delivery's id, when the claim comes first
+        (PostgreSQL's one-statement admission: the next value of its sequence).
     """
     insert = (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(duplicates)
     statement = insert.values(
         scope=sa.bindparam("b_scope"),
-        delivery_id=sa.bindparam("b_delivery_id"),
+        delivery_id=sa.bindparam("b_delivery_id") if delivery_id is None else delivery_id,
         body_hash=sa.bindparam("b_body_hash"),
         seen_at=clock.now(),
     )
@@ -115,7 +121,7 @@ def claim_statement(dialect: sa.Dialect, clock: Clock) -> sa.Insert:
         where=sa.not_(
             sa.and_(U.body_hash == excluded.body_hash, U.seen_at >= clock.plus("b_since"))
         ),
-    ).returning(U.delivery_id)
+    )
 
 
 def rescope_statement(clock: Clock) -> sa.Update:

@@ -191,9 +191,11 @@ def _postgresql(url: sa.URL, timeout: float) -> Engines:
 
     def engine(extra: str) -> sa.Engine:
         try:
+            # No ping per checkout: the writers keep their connection, and a
+            # dead one (a restarted server) is replaced and the write tried
+            # once more (writer.py), as reads are (database.py).
             return sa.create_engine(
                 url,
-                pool_pre_ping=True,
                 pool_timeout=timeout,
                 connect_args={
                     "options": options + extra,

@@ -102,42 +102,69 @@ class Statements:
         self.register = _register_statement(dialect, now)
         self.claim_scope = claim_statement(dialect, clock)
 
-        def insert(status: Status, leased: bool, enqueued: bool = False) -> sa.Insert:
-            # What every new row starts with is written into the SQL, not bound,
-            # and only what the database decides comes back (see _new_delivery):
+        def row(status: Status, leased: bool, enqueued: bool) -> dict[str, t.Any]:
+            # What every new row starts with is written into the SQL, not bound:
             # this runs under the write lock, once per delivery.
+            return {
+                "inbox": inbox,
+                "merchant": bound("merchant", type_=D.merchant.type),
+                "event": bound("event", type_=D.event.type),
+                "status": sa.literal_column(f"'{status}'", D.status.type),
+                "raw": bound("raw", type_=D.raw.type),
+                "headers": bound("headers", type_=D.headers.type),
+                "errors": bound("errors", type_=D.errors.type) if status == "rejected" else None,
+                "missing": bound("missing", type_=D.missing.type),
+                "receiver_set": bound("receiver_set", type_=D.receiver_set.type),
+                "outcomes": sa.literal_column("'[]'", D.outcomes.type),
+                "attempts": sa.literal_column("1" if leased else "0", D.attempts.type),
+                "generation": sa.literal_column("0", D.generation.type),
+                "replay": sa.false(),
+                "received_at": now,
+                "updated_at": now,
+                "next_attempt_at": now if status == "pending" else None,
+                "locked_by": bound("owner", type_=D.locked_by.type) if leased else None,
+                "locked_until": lease_until if leased else None,
+                "enqueued_at": now if enqueued else None,
+            }
+
+        def insert(status: Status, leased: bool, enqueued: bool = False) -> sa.Insert:
+            """The new row alone. On SQLite nothing comes back but the cursor's
+            id: the times are the ones bound (SQLite's clock is this process's)."""
+            statement = deliveries.insert().values(row(status, leased, enqueued))
+            if dialect.name == "postgresql":
+                return statement.returning(D.id, D.received_at, D.locked_until)
+            return statement
+
+        def admission(status: Status, leased: bool, enqueued: bool = False) -> sa.Insert:
+            """PostgreSQL: the duplicate claim and the new row in one statement,
+            one round trip. The claim takes the row's id from the sequence and
+            returns it only when the delivery is new; the row is inserted then.
+            A duplicate returns no row (the sequence skips a number)."""
+            sequence = sa.func.nextval(sa.func.pg_get_serial_sequence(deliveries.name, "id"))
+            claim = claim_statement(dialect, clock, delivery_id=sequence)
+            claimed = claim.returning(duplicates.c.delivery_id).cte("claim")
+            values = row(status, leased, enqueued)
+            columns = [sa.cast(claimed.c.delivery_id, D.id.type)] + [
+                _typed(value, D[name].type) for name, value in values.items()
+            ]
             return (
                 deliveries.insert()
-                .values(
-                    inbox=inbox,
-                    merchant=bound("merchant"),
-                    event=bound("event"),
-                    status=sa.literal_column(f"'{status}'", D.status.type),
-                    raw=bound("raw"),
-                    headers=bound("headers", type_=D.headers.type),
-                    errors=bound("errors", type_=D.errors.type) if status == "rejected" else None,
-                    missing=bound("missing", type_=D.missing.type),
-                    receiver_set=bound("receiver_set", type_=D.receiver_set.type),
-                    outcomes=sa.literal_column("'[]'", D.outcomes.type),
-                    attempts=sa.literal_column("1" if leased else "0", D.attempts.type),
-                    generation=sa.literal_column("0", D.generation.type),
-                    replay=sa.false(),
-                    received_at=now,
-                    updated_at=now,
-                    next_attempt_at=now if status == "pending" else None,
-                    locked_by=bound("owner", type_=D.locked_by.type) if leased else None,
-                    locked_until=lease_until if leased else None,
-                    enqueued_at=now if enqueued else None,
-                )
+                .from_select(["id", *values], sa.select(*columns).select_from(claimed))
+                # Only what the database decides comes back: the id, and the
+                # times its clock wrote.
                 .returning(D.id, D.received_at, D.locked_until)
             )
 
+        self.one_statement = dialect.name == "postgresql"
+        build = admission if self.one_statement else insert
         self._inserts = {
-            (leased, enqueued): insert("pending", leased, enqueued)
+            (leased, enqueued): build("pending", leased, enqueued)
             for leased in (False, True)
             for enqueued in (False, True)
         }
-        self.rejected = insert("rejected", False)
+        self.rejected = build("rejected", False)
+        #: A refusal kept anew, without a claim (its scope is moved to it).
+        self.rejected_row = insert("rejected", False)
         self.delete = deliveries.delete().where(D.id == bound("id"))
         self.in_scope = (
             sa.select(deliveries)
@@ -278,7 +305,18 @@ class Statements:
         }
 
     def insert(self, *, leased: bool, enqueued: bool) -> sa.Insert:
+        """A new pending row's statement (with its claim, on PostgreSQL)."""
         return self._inserts[leased, enqueued]
+
+
+def _typed(value: t.Any, type_: sa.types.TypeEngine[t.Any]) -> sa.ColumnElement[t.Any]:
+    """A value of an ``INSERT ... SELECT`` list with its type said: PostgreSQL does
+    not infer a bound parameter's type from the column it goes to there."""
+    if value is None:
+        return sa.cast(sa.null(), type_)
+    if isinstance(value, sa.BindParameter):
+        return sa.cast(value, type_)
+    return t.cast(sa.ColumnElement[t.Any], value)
 
 
 def _register_statement(dialect: sa.Dialect, now: sa.ColumnElement[dt.datetime]) -> sa.Insert:

@@ -178,15 +178,22 @@ class Inbox(Reading, Housekeeping):
         scope: Scope,
         enqueued: bool = False,
     ) -> Admission:
-        row = connection.execute(insert, values).one()
-        claim = self.database.values(
-            scope=scope.key, delivery_id=row.id, body_hash=scope.body_hash,
-            since=-self.duplicate_window,
-        )  # fmt: skip
-        if connection.execute(self._sql.claim_scope, claim).first() is not None:
-            return Admission(_new_delivery(row, values, enqueued=enqueued), new=True)
-        # A duplicate: the row just written goes again (inside this transaction).
-        connection.execute(self._sql.delete, {"b_id": row.id})
+        """The new row and its duplicate claim, in the transaction of ``connection``:
+        one statement on PostgreSQL (see :meth:`.statements.Statements.insert`),
+        two on SQLite, where a statement is a call, not a round trip."""
+        claim: dict[str, t.Any] = {"b_scope": scope.key, "b_body_hash": scope.body_hash}
+        claim.update(self.database.clock.bind({"b_since": -self.duplicate_window}))
+        if self._sql.one_statement:
+            row = connection.execute(insert, {**values, **claim}).first()
+            if row is not None:
+                return Admission(_new_delivery(values, enqueued, row), new=True)
+        else:
+            delivery_id = _inserted_id(connection.execute(insert, values))
+            claim["b_delivery_id"] = delivery_id
+            if connection.execute(self._sql.claim_scope, claim).rowcount:
+                return Admission(_new_delivery(values, enqueued, delivery_id), new=True)
+            # A duplicate: the row just written goes again (inside this transaction).
+            connection.execute(self._sql.delete, {"b_id": delivery_id})
         found = connection.execute(self._sql.in_scope, {"b_scope": scope.key}).one()
         return Admission(Delivery(**found._mapping), new=False)
 
@@ -219,11 +226,13 @@ class Inbox(Reading, Housekeeping):
             if admission.new or admission.delivery.status == "rejected":
                 return admission.delivery
             # Its twin was replayed since: this refusal is one of its own.
-            row = connection.execute(self._sql.rejected, values).one()
+            result = connection.execute(self._sql.rejected_row, values)
+            row = result.one() if self._sql.one_statement else _inserted_id(result)
+            delivery = _new_delivery(values, False, row)
             connection.execute(
-                self._sql.rescope, self.database.values(scope=scope.key, delivery_id=row.id)
+                self._sql.rescope, self.database.values(scope=scope.key, delivery_id=delivery.id)
             )
-            return _new_delivery(row, values, enqueued=False)
+            return delivery
 
         return self.database.write(store, deadline)
 
@@ -365,14 +374,25 @@ class Inbox(Reading, Housekeeping):
         return self.database.write(lambda c: c.execute(statement, self.database.values()).rowcount)
 
 
-def _new_delivery(row: sa.Row[t.Any], values: Mapping[str, t.Any], *, enqueued: bool) -> Delivery:
-    """The delivery an insert of :class:`_Statements` just wrote: its bound
-    ``values``, the constants the insert writes, and what the database returned
-    (the id, and times from its clock)."""
+def _inserted_id(result: sa.CursorResult[t.Any]) -> int:
+    """The id SQLite gave the row just inserted (the cursor's ``lastrowid``)."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _new_delivery(values: Mapping[str, t.Any], enqueued: bool, row: t.Any) -> Delivery:
+    """The delivery an insert of :class:`~.statements.Statements` just wrote: its
+    bound ``values``, the constants the insert writes, and what the database
+    decided: ``row``, its id, or a row of the id and the times its clock wrote."""
     status = values["b_status"]
     leased = values["b_owner"] is not None
+    if isinstance(row, int):  # SQLite: the times are the ones bound
+        received_at, locked_until = values["now"], values.get("b_lease__at")
+    else:
+        row, received_at, locked_until = row.id, row.received_at, row.locked_until
     return Delivery(
-        id=row.id,
+        id=row,
         inbox=values["b_inbox"],
         merchant=values["b_merchant"] or None,
         event=values["b_event"],
@@ -386,10 +406,10 @@ def _new_delivery(row: sa.Row[t.Any], values: Mapping[str, t.Any], *, enqueued: 
         attempts=1 if leased else 0,
         generation=0,
         replay=False,
-        received_at=row.received_at,
-        updated_at=row.received_at,
-        next_attempt_at=row.received_at if status == "pending" else None,
+        received_at=received_at,
+        updated_at=received_at,
+        next_attempt_at=received_at if status == "pending" else None,
         locked_by=values["b_owner"],
-        locked_until=row.locked_until,
-        enqueued_at=row.received_at if enqueued else None,
+        locked_until=locked_until if leased else None,
+        enqueued_at=received_at if enqueued else None,
     )

@@ -1,41 +1,55 @@
-"""How the inbox writes: one place that waits, and every write by its own deadline.
+"""How the inbox writes: one group commit for both databases, every write by its own deadline.
 
-SQLite lets one writer in at a time. Its own busy handler makes the others
-sleep 1 to 100 ms between tries, and under several gunicorn workers that
-sleep, not the disk, caps throughput. So the inbox's SQLite writers queue
-instead, in one discipline::
+Writes queue in their process, and the first thread to find the queue free
+*leads*: it commits every write queued by then, its own included, in one
+transaction on the channel's own connection, so concurrent requests of a
+process share one commit and one disk sync::
 
-    thread --> its process's group commit --> the lock file --> BEGIN IMMEDIATE ... COMMIT
-               (threads arriving together     (flock: processes (another connection, not
-                share one transaction and       take turns)       ours, may hold SQLite's lock:
-                one disk sync)                                    tried again, not waited on)
+    thread --> its process's group commit --> SQLite only: the lock file --> BEGIN ... COMMIT
+               (threads arriving together      (flock: processes take    (SQLite: BEGIN IMMEDIATE,
+                share one transaction and        turns; SQLite's own busy  tried again by the
+                one disk sync)                   wait would cap throughput) deadline if a connection
+                                                                            not ours holds the lock)
 
 Each write carries its own :class:`~.deadline.Deadline` (``POSWEB_DATABASE_TIMEOUT``
 from the start of its request) through every one of these waits, whoever
 holds what: a write that has not started committing by its deadline is
-withdrawn, nothing of it written, and its caller answers 503. The thread
-that leads a shared commit waits by its own deadline only; when that passes,
-it hands the other writes back to the queue for the next leader. Reads never
-take part: they are WAL snapshots on other connections.
+withdrawn, nothing of it written, and its caller answers 503. The thread that
+leads waits by its own deadline only; when that passes, it hands the other
+writes back to the queue for the next leader. On PostgreSQL a transaction
+whose deadline differs from the connection's configured timeouts sets its own
+(``SET LOCAL``).
 
-PostgreSQL needs no queue: each write is a transaction of its own on a pooled
-connection, and the server lets writers in together. Its waits (a free
-connection, a row or table lock, the statement) are bounded by the deadline
-too.
+Some writes need not be waited for: a receiver's outcome (losing it to a
+crash only runs the receiver again). :meth:`GroupWriter.write_later` queues
+one without a waiting thread: it is committed with the next write of the
+process (a delivery's, which costs then no lock hold of its own) or by
+:meth:`GroupWriter.flush`, which the background dispatcher calls soon after.
+
+Each channel keeps one connection (it is used by one leader at a time): no
+pool checkout, no ping per write. A connection found dead (a database
+restart) is replaced, and the write tried once more.
+
+Reads never take part: they are snapshots on other connections.
 
 .. versionadded:: 0.2
+.. versionchanged:: 0.3
+    One discipline for SQLite and PostgreSQL; writes that need not be waited for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 import time
 import typing as t
 from collections.abc import Callable
 from collections.abc import Iterator
+
+import sqlalchemy as sa
 
 from ..exceptions import StoreError
 from .deadline import Deadline
@@ -44,22 +58,36 @@ from .engines import DEADLINE
 from .engines import Engines
 from .engines import sqlite_path
 
-if t.TYPE_CHECKING:
-    import sqlalchemy as sa
-
 try:
     import fcntl
 except ImportError:  # Windows: SQLite's own locking only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Deadline", "PooledWriter", "SQLiteWriter", "StoreBusyError", "Writer", "create_writer"]
+__all__ = ["Deadline", "GroupWriter", "StoreBusyError", "create_writer"]
+
+logger = logging.getLogger("flask_posweb")
 
 R = t.TypeVar("R")
-Operation = Callable[["sa.Connection"], R]
+Operation = Callable[[sa.Connection], R]
+#: Told the result (or the error) of a write no thread waited for, once committed.
+Done = Callable[[t.Any, "BaseException | None"], None]
 
 
-class Writer(t.Protocol):
-    """Runs write transactions."""
+def create_writer(engines: Engines) -> GroupWriter:
+    """The writer for the inbox's database."""
+    lock = None
+    if engines.dialect.name == "sqlite" and fcntl is not None:
+        lock = os.path.abspath(sqlite_path(engines.durable.url)) + "-posweb.lock"
+    return GroupWriter(engines, lock)
+
+
+class GroupWriter:
+    """Group commit, one channel per kind of write (durable and relaxed, see
+    :mod:`.engines`); on SQLite, a lock file the processes take turns on."""
+
+    def __init__(self, engines: Engines, lock_path: str | None) -> None:
+        self._durable = _Channel(engines.durable, engines.timeout, lock_path)
+        self._relaxed = _Channel(engines.relaxed, engines.timeout, lock_path)
 
     def write(self, operation: Operation[R], deadline: Deadline, *, durable: bool = True) -> R:
         """Run ``operation`` in a transaction and return its result once committed.
@@ -68,86 +96,24 @@ class Writer(t.Protocol):
             repeat, never a delivery (see :mod:`.engines`).
         :raises StoreBusyError: the deadline passed first; nothing was written.
         """
+        return (self._durable if durable else self._relaxed).submit(operation, deadline)
+
+    def write_later(self, operation: Operation[t.Any], done: Done) -> None:
+        """Queue ``operation`` for the next commit of this process, without
+        waiting: ``done(result, error)`` is called once it is committed (or failed)."""
+        self._durable.submit_later(operation, done)
+
+    def flush(self, deadline: Deadline) -> None:
+        """Commit the writes queued without a waiter, if there are any."""
+        self._durable.flush(deadline)
+
+    @property
+    def waiting(self) -> int:
+        """Writes queued without a waiter, not yet committed."""
+        return self._durable.later
 
     def close(self) -> None:
         """Close the connections kept open (they are opened again when needed)."""
-
-
-def create_writer(engines: Engines) -> Writer:
-    """The writer for the inbox's database."""
-    if engines.dialect.name == "sqlite" and fcntl is not None:
-        lock = os.path.abspath(sqlite_path(engines.durable.url)) + "-posweb.lock"
-        return SQLiteWriter(engines, lock)
-    return PooledWriter(engines)
-
-
-# -- PostgreSQL ----------------------------------------------------------------------
-
-
-class PooledWriter:
-    """One transaction per write, on a pooled connection (PostgreSQL).
-
-    A connection is taken only within the deadline (a semaphore the size of
-    the pool stands in front of it), and a transaction whose deadline differs
-    from the connection's configured timeouts sets its own (``SET LOCAL``).
-    """
-
-    #: A deadline this close to the configured timeout uses the connection's settings.
-    SLACK = 0.25
-
-    def __init__(self, engines: Engines) -> None:
-        self.engines = engines
-        self._free = {
-            engine: threading.BoundedSemaphore(_pool_capacity(engine))
-            for engine in (engines.durable, engines.relaxed)
-        }
-
-    def write(self, operation: Operation[R], deadline: Deadline, *, durable: bool = True) -> R:
-        engine = self.engines.durable if durable else self.engines.relaxed
-        free = self._free[engine]
-        if not free.acquire(timeout=deadline.left()):
-            raise StoreBusyError()
-        try:
-            with engine.begin() as connection:
-                left = deadline.left()
-                if left <= 0:
-                    raise StoreBusyError()
-                if abs(left - self.engines.timeout) > self.SLACK:
-                    millis = max(1, int(left * 1000))
-                    connection.exec_driver_sql(
-                        f"SET LOCAL lock_timeout = {millis}; SET LOCAL statement_timeout = {millis}"
-                    )
-                return operation(connection)
-        finally:
-            free.release()
-
-    def close(self) -> None:
-        pass
-
-
-def _pool_capacity(engine: sa.Engine) -> int:
-    pool = engine.pool
-    size = getattr(pool, "size", None)
-    overflow = getattr(pool, "_max_overflow", 0)
-    if not callable(size):
-        return 1_000_000  # not a queue pool: nothing to wait for
-    return int(size()) + max(0, int(overflow))
-
-
-# -- SQLite --------------------------------------------------------------------------
-
-
-class SQLiteWriter:
-    """Group commit and the lock file, one channel per kind of write."""
-
-    def __init__(self, engines: Engines, lock_path: str) -> None:
-        self._durable = _Channel(engines.durable, lock_path)
-        self._relaxed = _Channel(engines.relaxed, lock_path)
-
-    def write(self, operation: Operation[R], deadline: Deadline, *, durable: bool = True) -> R:
-        return (self._durable if durable else self._relaxed).submit(operation, deadline)
-
-    def close(self) -> None:
         self._durable.close()
         self._relaxed.close()
 
@@ -159,19 +125,28 @@ class _Pending:
     """One write on its way: queued, taken into a leader's batch, committing, then done
     (or withdrawn by its own thread when its deadline passed before it committed)."""
 
-    __slots__ = ("operation", "deadline", "result", "error", "state", "done")
+    __slots__ = ("operation", "deadline", "result", "error", "state", "done", "then")
 
-    def __init__(self, operation: Operation[t.Any], deadline: Deadline) -> None:
+    def __init__(
+        self, operation: Operation[t.Any], deadline: Deadline, then: Done | None = None
+    ) -> None:
         self.operation = operation
         self.deadline = deadline
         self.result: t.Any = None
         self.error: BaseException | None = None
         self.state = _QUEUED
         self.done = threading.Event()
+        #: For a write nobody waits for: told its outcome instead.
+        self.then = then
 
     def finish(self, result: t.Any = None, error: BaseException | None = None) -> None:
         self.result, self.error, self.state = result, error, _DONE
         self.done.set()
+        if self.then is not None:
+            try:
+                self.then(result, error)
+            except Exception:  # never the committing thread's problem
+                logger.exception("A deferred write's follow-up failed")
 
 
 class _Channel:
@@ -183,15 +158,24 @@ class _Channel:
     its writes are tried again one by one, so that only the bad one fails.
     """
 
-    def __init__(self, engine: sa.Engine, lock_path: str) -> None:
+    #: A deadline this close to the configured timeout uses the connection's settings.
+    SLACK = 0.25
+
+    def __init__(self, engine: sa.Engine, timeout: float, lock_path: str | None) -> None:
         self.engine = engine
-        self._lock_file = _LockFile(lock_path)
+        self.timeout = timeout
+        self._lock_file = _LockFile(lock_path) if lock_path is not None else None
         self._queue: list[_Pending] = []
         #: Guards the queue and every pending write's state.
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
         self._connection: sa.Connection | None = None
         self._pid = -1
+
+    @property
+    def later(self) -> int:
+        with self._queue_lock:
+            return sum(1 for member in self._queue if member.then is not None)
 
     def submit(self, operation: Operation[R], deadline: Deadline) -> R:
         pending = _Pending(operation, deadline)
@@ -212,6 +196,16 @@ class _Channel:
             raise pending.error
         return t.cast(R, pending.result)
 
+    def submit_later(self, operation: Operation[t.Any], then: Done) -> None:
+        # Whenever it is committed: the deadline is only the leader's, when it leads.
+        pending = _Pending(operation, Deadline(max(self.timeout, 60)), then)
+        with self._queue_lock:
+            self._queue.append(pending)
+
+    def flush(self, deadline: Deadline) -> None:
+        if self.later:
+            self.submit(lambda connection: None, deadline)
+
     def _withdraw(self, pending: _Pending) -> bool:
         """Take back a write whose deadline passed; ``False`` once it is committing."""
         with self._queue_lock:
@@ -228,33 +222,38 @@ class _Channel:
             batch, self._queue = self._queue, []
             for member in batch:
                 member.state = _TAKEN
-        locked = False
-        try:
-            with self._transaction(own.deadline) as connection:
-                locked = True
-                with self._queue_lock:  # from here on nothing is withdrawn
-                    batch = [m for m in batch if m.state == _TAKEN]
-                    for member in batch:
-                        member.state = _COMMITTING
-                results = [member.operation(connection) for member in batch]
-        except Exception as exc:
-            if locked:
-                self._failed(batch, exc)
-            else:
-                self._hand_back(own, batch, exc)
+        for attempt in (1, 2):
+            locked = False
+            try:
+                with self._transaction(own.deadline) as connection:
+                    locked = True
+                    with self._queue_lock:  # from here on nothing is withdrawn
+                        batch = [m for m in batch if m.state in (_TAKEN, _COMMITTING)]
+                        for member in batch:
+                            member.state = _COMMITTING
+                    results = [member.operation(connection) for member in batch]
+            except Exception as exc:
+                if attempt == 1 and _disconnected(exc):
+                    continue  # a dead connection (a restarted server): a new one, once
+                if locked:
+                    self._failed(batch, exc)
+                else:
+                    self._hand_back(own, batch, exc)
+                return
+            for member, result in zip(batch, results, strict=True):
+                member.finish(result)
             return
-        for member, result in zip(batch, results, strict=True):
-            member.finish(result)
 
     def _hand_back(self, own: _Pending, batch: list[_Pending], exc: Exception) -> None:
         """The locks were not had by the leader's deadline: it answers, and the
         others (whose deadlines may be later) go back to the queue, first."""
         with self._queue_lock:
-            own.finish(error=exc)
-            rest = [m for m in batch if m.state == _TAKEN and m is not own]
+            # Committing too: a first attempt that lost its connection began them.
+            rest = [m for m in batch if m.state in (_TAKEN, _COMMITTING) and m is not own]
             for member in rest:
                 member.state = _QUEUED
             self._queue[:0] = rest
+        own.finish(error=exc)
 
     def _failed(self, batch: list[_Pending], exc: Exception) -> None:
         if len(batch) == 1:
@@ -266,22 +265,39 @@ class _Channel:
         for member in batch:
             try:
                 with self._transaction(member.deadline) as connection:
-                    member.finish(member.operation(connection))
+                    result = member.operation(connection)
             except Exception as exc:
                 member.finish(error=exc)
+            else:
+                member.finish(result)
 
     @contextlib.contextmanager
     def _transaction(self, deadline: Deadline) -> Iterator[sa.Connection]:
-        with self._lock_file.held(deadline):
+        with self._lock_file.held(deadline) if self._lock_file else contextlib.nullcontext():
             connection = self._connect()
             try:
-                # BEGIN IMMEDIATE waits for SQLite's lock by this deadline (see engines.py).
+                # SQLite: BEGIN IMMEDIATE waits for the database's lock by this
+                # deadline (see engines.py).
                 connection.info[DEADLINE] = deadline
                 with connection.begin():
+                    self._bound(connection, deadline)
                     yield connection
             except BaseException:
                 self.close()  # whatever failed may have left it unusable
                 raise
+
+    def _bound(self, connection: sa.Connection, deadline: Deadline) -> None:
+        """PostgreSQL: a transaction whose deadline is not the connection's sets its own."""
+        if connection.dialect.name != "postgresql":
+            return
+        left = deadline.left()
+        if left <= 0:
+            raise StoreBusyError()
+        if abs(left - self.timeout) > self.SLACK:
+            millis = max(1, int(left * 1000))
+            connection.exec_driver_sql(
+                f"SET LOCAL lock_timeout = {millis}; SET LOCAL statement_timeout = {millis}"
+            )
 
     def _connect(self) -> sa.Connection:
         if self._pid != os.getpid():
@@ -297,6 +313,11 @@ class _Channel:
         if connection is not None and self._pid == os.getpid():
             with contextlib.suppress(Exception):
                 connection.close()
+
+
+def _disconnected(exc: BaseException) -> bool:
+    """Whether the connection died under the write (SQLAlchemy says so)."""
+    return isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
 
 
 class _LockFile:
