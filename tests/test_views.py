@@ -132,6 +132,26 @@ def test_404_in_json_for_an_unknown_url_under_the_prefix(client: PosWebClient, p
 
 
 @pytest.mark.parametrize(
+    ("path", "merged"),
+    [
+        ("/dealpos//payment-created", "/dealpos/payment-created"),
+        ("/dealpos///loyalty//member-points", "/dealpos/loyalty/member-points"),
+        ("/dealpos//oauth/token", "/dealpos/oauth/token"),
+    ],
+)
+def test_a_slash_merging_redirect_is_json_with_its_location(
+    app: Flask, client: PosWebClient, path: str, merged: str
+) -> None:
+    """Hostile bytes round two, finding 5: werkzeug's redirect to the URL with
+    its slashes merged was an HTML page."""
+    response = client.post(path, json=json.loads(sample("payment_created")), headers=KEY)
+    body = error(response, 308)
+    assert response.headers["Location"] == f"http://localhost{merged}"
+    assert f"This URL is 'http://localhost{merged}'" in body["message"]
+    assert not any(get_state(app).require_inbox().counts().values())  # none received
+
+
+@pytest.mark.parametrize(
     ("path", "meant"),
     [
         ("/dealpos/payment_created", "/dealpos/payment-created"),
