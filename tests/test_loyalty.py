@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import time
@@ -80,6 +81,26 @@ def test_invalid_requests_are_refused_like_webhooks(client: PosWebClient, posweb
     assert client.call_loyalty("member_points", b"[]").status_code == 400
     unauthenticated = client.post("/dealpos/loyalty/member-points", json={})
     assert unauthenticated.status_code == 401
+
+
+def test_a_call_cut_short_of_its_content_length_is_refused(
+    client: PosWebClient, posweb: PosWeb
+) -> None:
+    """Hostile bytes round two, finding 1: the provider never sees a body the
+    till did not finish sending, even one that parses."""
+    asked: list[LoyaltyCall] = []
+    posweb.loyalty.order_complete(lambda call: asked.append(call) or 1)
+    whole = sample("loyalty_order_complete")
+    response = client.post(
+        "/dealpos/loyalty/order-complete",
+        input_stream=io.BytesIO(whole),
+        content_type="application/json",
+        headers={"X-API-Key": "test-key-0123456789"},
+        environ_overrides={"CONTENT_LENGTH": str(len(whole) + 1), "wsgi.input_terminated": True},
+    )
+    assert response.status_code == 400 and response.is_json
+    assert f"after {len(whole)} of the {len(whole) + 1} bytes" in response.json["message"]
+    assert asked == []
 
 
 @pytest.mark.parametrize("call", ["member_points", "order_complete", "validate_coupon"])

@@ -227,6 +227,63 @@ def test_413_while_streaming_without_content_length(client: PosWebClient) -> Non
     error(response, 413)
 
 
+def cut_short(body: bytes, declared: int, *, terminated: bool) -> dict[str, t.Any]:
+    """What the test client needs to post ``body`` as the start of a longer one:
+    the ``Content-Length`` of ``declared`` bytes, and a server that ends the
+    stream itself (gunicorn sets ``wsgi.input_terminated``) or werkzeug's
+    own limited stream."""
+    overrides: dict[str, t.Any] = {"CONTENT_LENGTH": str(declared)}
+    if terminated:
+        overrides["wsgi.input_terminated"] = True
+    return {
+        "input_stream": io.BytesIO(body),
+        "content_type": "application/json",
+        "headers": KEY,
+        "environ_overrides": overrides,
+    }
+
+
+@pytest.mark.parametrize("terminated", [True, False], ids=["server-ends-it", "werkzeug-ends-it"])
+@pytest.mark.parametrize("arrived", ["a-valid-body", "a-prefix"])
+def test_a_body_cut_short_of_its_content_length_is_a_400_and_never_stored(
+    app: Flask, client: PosWebClient, terminated: bool, arrived: str
+) -> None:
+    """Hostile bytes round two, finding 1: the client went away mid-body, and
+    what arrived was stored (and answered 200 when it parsed)."""
+    whole = sample("payment_created")
+    body, declared = (whole, len(whole) + 400) if arrived == "a-valid-body" else (whole[:100], 500)
+    with captured_events(app) as events:
+        response = client.post(
+            "/dealpos/payment-created", **cut_short(body, declared, terminated=terminated)
+        )
+    message = error(response, 400)["message"]
+    assert f"{declared} bytes its Content-Length declares" in message
+    assert (f"after {len(body)} of the" in message) == terminated  # werkzeug does not count
+    assert "X-PosWeb-Delivery" not in response.headers
+    assert not any(get_state(app).require_inbox().counts().values())  # not even as rejected
+    assert list(events) == []
+
+
+def test_a_body_cut_short_is_refused_at_the_token_url_too(make_app: MakeApp) -> None:
+    app = make_app(
+        POSWEB_OAUTH_CLIENTS={"dealpos": "client-secret-0123456789"}, SECRET_KEY="k" * 16
+    )
+    form = b"grant_type=client_credentials&client_id=dealpos&client_secret=client-secret-0123456789"
+    options = cut_short(form, len(form) + 10, terminated=True)
+    options["content_type"] = "application/x-www-form-urlencoded"
+    response = app.test_client().post("/dealpos/oauth/token", **options)
+    assert response.status_code == 400 and "Content-Length declares" in response.json["message"]
+    assert "access_token" not in response.json
+
+
+def test_a_body_that_fills_its_content_length_is_whole(client: PosWebClient) -> None:
+    whole = sample("payment_created")
+    response = client.post(
+        "/dealpos/payment-created", **cut_short(whole, len(whole), terminated=True)
+    )
+    assert response.status_code == 200
+
+
 def test_default_limit_is_one_mebibyte(client: PosWebClient) -> None:
     def sized(size: int) -> bytes:
         payload = json.loads(sample("product_created")) | {"Description": ""}

@@ -129,7 +129,11 @@ def shared_responses(state: PosWebState) -> dict[str, Json]:
             kept,
             _json({"$ref": SCHEMAS + "Success"}),
         ),
-        "BadRequest": answer("The body is not UTF-8 text, not JSON, or not a JSON object.", kept),
+        "BadRequest": answer(
+            "The body is not UTF-8 text, not JSON, or not a JSON object (kept as rejected); "
+            "or it ended before its Content-Length (not kept).",
+            kept,
+        ),
         "Unauthorized": answer(
             "Missing or invalid credentials; the message never says which check failed.",
             {"WWW-Authenticate": _header("One challenge per configured mode.")},

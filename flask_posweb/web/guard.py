@@ -1,4 +1,5 @@
-"""What every endpoint checks before it parses a body: credentials, then size.
+"""What every endpoint checks before it parses a body: credentials, then size
+and completeness.
 
 Shared by the webhook and loyalty views; fails closed. Routes take ``POST``
 only; any other method is answered by the blueprint's routing hook (a JSON
@@ -12,9 +13,11 @@ from __future__ import annotations
 from flask import current_app
 from flask import request
 from flask import url_for
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
+from ..exceptions import IncompleteBodyError
 from ..exceptions import PayloadTooLargeError
 from ..state import PosWebState
 from ..state import get_state
@@ -46,19 +49,29 @@ def authenticated_post() -> PosWebState:
 def read_body(limit: int) -> bytes:
     """The request body, refused once it passes ``limit`` bytes, however it
     arrives: by ``Content-Length`` before it is read, and while reading one
-    without (chunked, or a server that ends the stream itself).
+    without (chunked, or a server that ends the stream itself); and refused
+    when it ends before its ``Content-Length``.
 
     Werkzeug's limited stream stops quietly *at* its limit, so it is asked for
     one byte more: a body that fills it is too large.
 
     :raises PayloadTooLargeError: 413, before anything is stored.
+    :raises IncompleteBodyError: 400, the client went away mid-body; nothing
+        is stored.
     """
     app_limit = current_app.config.get("MAX_CONTENT_LENGTH")
     limit = min(limit, app_limit) if app_limit else limit
+    declared = request.content_length  # None when chunked
     try:
         body = get_input_stream(request.environ, max_content_length=limit + 1).read()
     except RequestEntityTooLarge:
         raise PayloadTooLargeError(limit) from None
+    except ClientDisconnected:  # werkzeug's own stream, or a reset the server reported
+        raise IncompleteBodyError(declared) from None
     if len(body) > limit:
         raise PayloadTooLargeError(limit)
+    # A server that ends the stream itself (gunicorn sets wsgi.input_terminated)
+    # ends it quietly when the client goes away: what came is all there is.
+    if declared is not None and len(body) < declared:
+        raise IncompleteBodyError(declared, len(body))
     return body
