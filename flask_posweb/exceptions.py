@@ -178,6 +178,17 @@ class IncompleteBodyError(WebhookError):
         self.received = received
 
 
+class HeadersTooLargeError(WebhookError):
+    """More request headers, or more bytes of them, than ``POSWEB_MAX_HEADERS``
+    and ``POSWEB_MAX_HEADER_BYTES`` allow: refused before the credentials are
+    checked, and never stored.
+
+    .. versionadded:: 0.3
+    """
+
+    code = 431
+
+
 class UnsupportedMediaTypeError(WebhookError):
     """The body is not declared as JSON."""
 

@@ -103,6 +103,21 @@ def test_a_call_cut_short_of_its_content_length_is_refused(
     assert asked == []
 
 
+def test_a_call_with_too_many_headers_is_a_431(make_app: MakeApp, posweb: PosWeb) -> None:
+    asked: list[LoyaltyCall] = []
+    posweb.loyalty.member_points(lambda call: asked.append(call) or 1)
+    app = make_app(POSWEB_MAX_HEADERS=10)
+    response = app.test_client().post(
+        "/dealpos/loyalty/member-points",
+        data=sample("loyalty_member_points"),
+        content_type="application/json",
+        headers={"X-API-Key": "test-key-0123456789", **{f"X-{n}": "1" for n in range(10)}},
+    )
+    assert response.status_code == 431 and response.is_json
+    assert "at most 10 are accepted" in response.json["message"]
+    assert asked == []
+
+
 @pytest.mark.parametrize("call", ["member_points", "order_complete", "validate_coupon"])
 def test_no_provider_is_a_501_naming_the_decorator(client: PosWebClient, call: str) -> None:
     response = client.call_loyalty(call)

@@ -13,6 +13,8 @@ from werkzeug.exceptions import InternalServerError
 from flask_posweb import EVENTS
 from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
+from flask_posweb.exceptions import HeadersTooLargeError
+from flask_posweb.headers import check_bounds
 from flask_posweb.sending import sample
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
@@ -282,6 +284,52 @@ def test_a_body_that_fills_its_content_length_is_whole(client: PosWebClient) -> 
         "/dealpos/payment-created", **cut_short(whole, len(whole), terminated=True)
     )
     assert response.status_code == 200
+
+
+def test_header_bounds_are_inclusive_and_count_names_and_values() -> None:
+    check_bounds({"A": "x" * 9, "B": ""}, max_count=2, max_bytes=11)  # 10 + 1 bytes
+    with pytest.raises(HeadersTooLargeError, match="3 headers; at most 2"):
+        check_bounds({"A": "", "B": "", "C": ""}, max_count=2, max_bytes=100)
+    with pytest.raises(HeadersTooLargeError, match="12 bytes; at most 11") as refused:
+        check_bounds({"A": "x" * 11}, max_count=2, max_bytes=11)
+    assert refused.value.status_code == 431
+
+
+def test_431_for_the_headers_of_the_issue(app: Flask, client: PosWebClient) -> None:
+    """Hostile bytes round two, finding 4: 95 headers of 8,000 bytes each (761 KB,
+    each within gunicorn's per-header bound) were kept with one delivery."""
+    padding = {f"X-Pad-{n}": "x" * 8000 for n in range(95)}
+    response = client.deliver("payment_created", headers=padding)
+    message = error(response, 431)["message"]
+    assert "bytes; at most 32768 are accepted" in message
+    assert "X-PosWeb-Delivery" not in response.headers
+    assert not any(get_state(app).require_inbox().counts().values())
+
+
+@pytest.mark.parametrize("credentials", [KEY, {}], ids=["authenticated", "unauthenticated"])
+def test_431_for_too_many_headers_comes_before_the_credentials(
+    make_app: MakeApp, credentials: dict[str, str]
+) -> None:
+    app = make_app(POSWEB_MAX_HEADERS=20)
+    extra = {f"X-Extra-{n}": "1" for n in range(20)}
+    response = app.test_client().post(
+        "/dealpos/payment-created",
+        json=json.loads(sample("payment_created")),
+        headers={**credentials, **extra},
+    )
+    assert "headers; at most 20 are accepted" in error(response, 431)["message"]
+    assert "WWW-Authenticate" not in response.headers
+    assert not any(get_state(app).require_inbox().counts().values())
+
+
+def test_headers_within_their_bounds_are_kept(make_app: MakeApp) -> None:
+    app = make_app(POSWEB_MAX_HEADERS=40, POSWEB_MAX_HEADER_BYTES=4096)
+    extra = {f"X-Extra-{n}": "y" * 60 for n in range(30)}  # about 2,400 bytes
+    client = t.cast(PosWebClient, app.test_client())
+    response = client.deliver("payment_created", headers=extra)
+    assert response.status_code == 200
+    kept = get_state(app).require_inbox().get(int(response.headers["X-PosWeb-Delivery"]))
+    assert kept is not None and kept.headers["X-Extra-29"] == "y" * 60
 
 
 def test_default_limit_is_one_mebibyte(client: PosWebClient) -> None:

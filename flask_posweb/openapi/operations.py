@@ -142,6 +142,11 @@ def shared_responses(state: PosWebState) -> dict[str, Json]:
         "MethodNotAllowed": answer(
             "The endpoint takes another method.", {"Allow": _header("The methods it takes.")}
         ),
+        "HeadersTooLarge": answer(
+            f"More than {settings.max_headers} request headers, or more than "
+            f"{settings.max_header_bytes} bytes of them (`POSWEB_MAX_HEADERS`, "
+            "`POSWEB_MAX_HEADER_BYTES`); refused before the credentials are checked."
+        ),
         "PayloadTooLarge": answer(
             f"The body is larger than {settings.max_content_length} bytes "
             "(`POSWEB_MAX_CONTENT_LENGTH`); refused before it is read."
@@ -179,6 +184,7 @@ def _common(state: PosWebState) -> dict[str, Json]:
         "413": _ref("PayloadTooLarge"),
         "415": _ref("UnsupportedMediaType"),
         "422": _ref("ValidationFailed"),
+        "431": _ref("HeadersTooLarge"),
         "500": _ref("InternalError"),
         "503": _ref("Unavailable"),
     }

@@ -1,5 +1,5 @@
-"""What every endpoint checks before it parses a body: credentials, then size
-and completeness.
+"""What every endpoint checks before it parses a body: the headers' bounds,
+credentials, then the body's size and completeness.
 
 Shared by the webhook and loyalty views; fails closed. Routes take ``POST``
 only; any other method is answered by the blueprint's routing hook (a JSON
@@ -19,6 +19,7 @@ from werkzeug.wsgi import get_input_stream
 
 from ..exceptions import IncompleteBodyError
 from ..exceptions import PayloadTooLargeError
+from ..headers import check_bounds
 from ..state import PosWebState
 from ..state import get_state
 
@@ -35,12 +36,20 @@ def token_audience() -> str:
 
 
 def authenticated_post() -> PosWebState:
-    """The app's state, once the request carries valid credentials.
+    """The app's state, once the request's headers are within bounds and
+    carry valid credentials.
 
+    :raises HeadersTooLargeError: too many headers, or too many bytes of them
+        (nothing is read or stored first).
     :raises AuthenticationError: missing or wrong credentials (nothing is read
         or stored first).
     """
     state = get_state()
+    settings = state.settings
+    # Before the credentials: it costs less than checking them, tells a caller
+    # nothing about them, and keeps their parsing from an oversized header.
+    # Nothing is stored either way, for a caller with credentials or without.
+    check_bounds(request.headers, settings.max_headers, settings.max_header_bytes)
     if state.authenticator is not None:
         state.authenticator.authenticate(request.headers, audience=token_audience)
     return state
