@@ -1,4 +1,5 @@
-"""Under a real gunicorn on loopback: bodies cut short by a client that goes away.
+"""Under a real gunicorn on loopback: bodies cut short by a client that goes
+away, settings as the environment gives them.
 
 Bounded in time: every wait has a deadline. Run on SQLite, and on PostgreSQL
 when ``POSWEB_TEST_DATABASE_URL`` is set.
@@ -37,6 +38,19 @@ def env(tmp_path: pathlib.Path, database_url: str) -> Env:
 @pytest.fixture
 def inbox(env: Env) -> Iterator[Inbox]:
     store = Inbox.from_url(env["FAULT_DATABASE_URL"])
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: pathlib.Path) -> Env:
+    """One database for the tests that are not about the store."""
+    return Env.of(tmp_path, f"sqlite:///{tmp_path / 'inbox.sqlite3'}")
+
+
+@pytest.fixture
+def sqlite_inbox(sqlite_env: Env) -> Iterator[Inbox]:
+    store = Inbox.from_url(sqlite_env["FAULT_DATABASE_URL"])
     yield store
     store.close()
 
@@ -112,3 +126,22 @@ def test_a_body_cut_short_is_a_400_and_never_stored(
     finally:
         stop(server)
     assert stored(inbox) == [payment(2)]  # neither cut-short body, not even as rejected
+
+
+# -- settings from the environment -------------------------------------------------------
+
+
+def test_a_lease_given_as_a_string_of_seconds_boots_the_workers(
+    sqlite_env: Env, sqlite_inbox: Inbox
+) -> None:
+    """Hostile bytes round two, finding 7: ``POSWEB_LEASE = "20"``, as an
+    environment variable gives it, was refused and no worker booted."""
+    sqlite_env["FAULT_LEASE"] = "20"  # tests/fault_app.py passes it on as the string it is
+    port = free_port()
+    server = gunicorn(sqlite_env, port)  # waits for both workers and an answer
+    try:
+        assert post(port, payment(1)) == 200
+    finally:
+        _, output = stop(server)
+    assert "Worker failed to boot" not in output and "POSWEB_LEASE" not in output
+    assert stored(sqlite_inbox) == [payment(1)]
