@@ -159,8 +159,8 @@ def test_the_shop_runs_in_celery_mode(tmp_path: pathlib.Path) -> None:
         cwd=shop,
     )  # fmt: skip
     web = spawn(
-        env, "gunicorn", BIN / "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-        "app:create_app()", cwd=shop,
+        env, "gunicorn", BIN / "gunicorn", "-w", "2", "-k", "gthread", "--threads", "8",
+        "-b", f"127.0.0.1:{port}", "app:create_app()", cwd=shop,
     )  # fmt: skip
     try:
         wait_for(lambda: len(children(worker.pid)) == 1, 60, "the celery worker's pool")

@@ -20,8 +20,9 @@ embedded, zero configuration) and the shop's own records and loyalty points
 
 With ``SHOP_CELERY_BROKER`` set (``redis://127.0.0.1:6379/0``), receivers run in
 Celery workers (``POSWEB_DISPATCH = "celery"``), set up as Flask's documentation
-sets Celery up: run ``celery -A make_celery worker`` and ``gunicorn -w 2
-'app:create_app()'`` from this folder (see the README's "Celery mode").
+sets Celery up: run ``celery -A make_celery worker`` and ``gunicorn -w 2 -k
+gthread --threads 8 'app:create_app()'`` from this folder (see the README's
+"Celery mode", and docs/deploying.rst for why threads).
 """
 
 from __future__ import annotations
