@@ -149,6 +149,46 @@ class PayloadTooLargeError(WebhookError):
         super().__init__(f"Request body is larger than {limit} bytes.")
 
 
+class IncompleteBodyError(WebhookError):
+    """The body ended before it was whole: short of the length its
+    ``Content-Length`` declares, or with the connection broken. The client
+    went away mid-request; what arrived is not the delivery, and is never
+    stored, not even as rejected.
+
+    :param declared: the ``Content-Length``; ``None`` for a chunked body.
+    :param received: the bytes that arrived, when the server says.
+
+    .. versionadded:: 0.3
+    """
+
+    code = 400
+
+    def __init__(self, declared: int | None, received: int | None = None) -> None:
+        if declared is None:
+            what = "The body ended before it was whole (the connection broke)"
+        elif received is None:
+            what = f"The body ended before the {declared} bytes its Content-Length declares"
+        else:
+            what = (
+                f"The body ended after {received} of the {declared} bytes its "
+                "Content-Length declares"
+            )
+        super().__init__(f"{what}; nothing was kept: send it again, whole.")
+        self.declared = declared
+        self.received = received
+
+
+class HeadersTooLargeError(WebhookError):
+    """More request headers, or more bytes of them, than ``POSWEB_MAX_HEADERS``
+    and ``POSWEB_MAX_HEADER_BYTES`` allow: refused before the credentials are
+    checked, and never stored.
+
+    .. versionadded:: 0.3
+    """
+
+    code = 431
+
+
 class UnsupportedMediaTypeError(WebhookError):
     """The body is not declared as JSON."""
 

@@ -10,7 +10,9 @@ from collections.abc import Mapping
 
 from werkzeug.datastructures import Headers as WerkzeugHeaders
 
-__all__ = ["SECRET_HEADERS", "Headers", "RedactedHeaders", "redact"]
+from .exceptions import HeadersTooLargeError
+
+__all__ = ["SECRET_HEADERS", "Headers", "RedactedHeaders", "check_bounds", "redact"]
 
 #: Request headers: werkzeug's (case-insensitive) or any mapping.
 Headers: t.TypeAlias = "WerkzeugHeaders | Mapping[str, str]"
@@ -48,6 +50,27 @@ class RedactedHeaders(Mapping[str, str]):
 
     def __repr__(self) -> str:
         return f"RedactedHeaders({dict(self)!r})"
+
+
+def check_bounds(headers: Headers, max_count: int, max_bytes: int) -> None:
+    """Refuse headers that are more than ``max_count``, or whose names and
+    values hold more than ``max_bytes`` in all: a delivery keeps its headers,
+    and the body's size limit does not bound them.
+
+    WSGI gives header values as latin-1 text: a character is a byte.
+
+    :raises HeadersTooLargeError: 431, saying which bound was passed.
+    """
+    items = list(headers.items())
+    if len(items) > max_count:
+        raise HeadersTooLargeError(
+            f"The request has {len(items)} headers; at most {max_count} are accepted."
+        )
+    size = sum(len(name) + len(value) for name, value in items)
+    if size > max_bytes:
+        raise HeadersTooLargeError(
+            f"The request's headers hold {size} bytes; at most {max_bytes} are accepted."
+        )
 
 
 def redact(headers: Headers, hidden: frozenset[str]) -> RedactedHeaders:

@@ -81,7 +81,8 @@ def create_app() -> Flask:
         POSWEB_API_KEYS=["fault-key-0123456789"],
         POSWEB_DATABASE_URL=os.environ["FAULT_DATABASE_URL"],
         POSWEB_DISPATCH=os.environ.get("FAULT_DISPATCH", "worker"),
-        POSWEB_LEASE=float(os.environ.get("FAULT_LEASE", "120")),
+        # As the environment gives it, a number in a string: seconds.
+        POSWEB_LEASE=os.environ.get("FAULT_LEASE", "120"),
         POSWEB_POLL_INTERVAL=0.1,
         POSWEB_RETRY_BACKOFF=0.5,
         POSWEB_DATABASE_TIMEOUT=float(os.environ.get("FAULT_TIMEOUT", "30")),

@@ -21,6 +21,7 @@ from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
 from flask_posweb.cli import parse_moment
 from flask_posweb.durations import parse_duration
+from flask_posweb.inbox import MAX_ID
 from flask_posweb.inbox import utcnow
 from flask_posweb.inbox.migrations import head
 from flask_posweb.loyalty import CALLS
@@ -215,6 +216,47 @@ def test_replaying_an_unknown_id_fails(app: Flask) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip() == "Error: No deliveries 98, 99 in this inbox."
     assert get_state(app).require_inbox().get(1).replay is False  # nothing was replayed
+
+
+HUGE = "99999999999999999999999"  # past a signed 64-bit integer: a traceback in 0.2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("show", HUGE),
+        ("show", str(MAX_ID + 1)),
+        ("show", "0"),
+        ("show", "²"),
+        ("show", "9" * 5000),
+        ("replay", HUGE),
+        ("replay", "1", HUGE),
+        ("list", "--before", HUGE),
+        ("list", "--limit", HUGE),
+        ("list", "--limit", "0"),
+        ("list", "--limit", "-5"),  # SQLite takes LIMIT -5 as no limit at all
+        ("list", "--since", "0001-01-01T00:00+07:00"),
+        ("prune", "--older-than", "99999999999w"),
+    ],
+)
+def test_a_number_the_store_cannot_take_is_a_one_line_error(
+    app: Flask, args: tuple[str, ...]
+) -> None:
+    app.test_client().deliver("outlet_created")  # type: ignore[attr-defined]
+    result = run(app, *args)
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # click's usage error, nothing raised
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "Invalid value" in errors[0]
+    assert get_state(app).require_inbox().get(1).replay is False  # type: ignore[union-attr]
+
+
+def test_the_largest_id_reaches_the_store(app: Flask) -> None:
+    result = run(app, "show", str(MAX_ID))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: No delivery {MAX_ID} in this inbox."
+    assert run(app, "list", "--before", str(MAX_ID), "--limit", str(MAX_ID)).exit_code == 0
 
 
 def test_help_texts_are_plain(app: Flask) -> None:

@@ -21,7 +21,9 @@ from flask_posweb import WebhookEvent
 from flask_posweb.config import DashboardSettings
 from flask_posweb.dashboard import views
 from flask_posweb.dashboard.query import pretty_json
+from flask_posweb.dashboard.query import read_id
 from flask_posweb.dashboard.query import read_query
+from flask_posweb.inbox import MAX_ID
 from flask_posweb.inbox import utcnow
 from flask_posweb.sending import sample
 from flask_posweb.state import get_state
@@ -32,6 +34,11 @@ from .conftest import MakeApp
 
 SECRET = "a-secret-key-for-sessions-0123456789"
 LOG = "/dealpos/log"
+#: Past a signed 64-bit integer: SQLite's OverflowError, a 500, in 0.2.
+HUGE = "99999999999999999999999"
+#: Ids no store holds, as a URL, a form or a query string may give them: ``²``
+#: passes ``str.isdigit`` and fails ``int``, which refuses 5,000 digits too.
+NOT_IDS = [HUGE, str(MAX_ID + 1), "0", "-1", "²", "9" * 5000]
 
 
 class Access:
@@ -397,6 +404,12 @@ def test_text_search_needs_a_bounded_time_range(dashboard: Flask) -> None:
         ("since=yesterday", "“From” is not a time"),
         ("since=2026-11-20&until=2026-11-19", "“From” must be earlier than “to”."),
         ("before=-1", "not a delivery id"),
+        (f"before={HUGE}", "not a delivery id"),
+        (f"before={MAX_ID + 1}", "not a delivery id"),
+        ("before=%C2%B2", "not a delivery id"),
+        ("before=" + "9" * 5000, "not a delivery id"),
+        ("until=9999-12-31", "“To” is at the edge of the calendar"),
+        ("since=0001-01-01T00:00%2B05:00", "“From” is at the edge of the calendar"),
         ("text=" + "x" * 201 + "&since=2026-11-20", "at most 200 characters"),
     ],
 )
@@ -427,7 +440,58 @@ def test_keyset_paging_walks_every_delivery_once(
     assert seen == ids[::-1]
 
 
+@pytest.mark.parametrize("query", [f"before={HUGE}", "before=%C2%B2", "until=9999-12-31"])
+def test_the_replay_pages_refuse_a_wrong_filter_too(dashboard: Flask, query: str) -> None:
+    client = client_of(dashboard)
+    deliver(client, body=payment(1, Fail=True))
+    confirm = client.get(f"{LOG}/replay?{query}")
+    assert confirm.status_code == 400 and confirm.mimetype == "text/html"
+    assert 'name="upto"' not in confirm.get_data(as_text=True)  # nothing to confirm
+    assert client.get(f"{LOG}/replayed?{query}").status_code == 303  # nothing replayed: the list
+
+
+@pytest.mark.parametrize("upto", [*NOT_IDS, "", None])
+def test_a_replay_form_that_does_not_say_up_to_which_id_is_refused(
+    dashboard: Flask, upto: str | None
+) -> None:
+    client = client_of(dashboard)
+    failed = deliver(client, body=payment(1, Fail=True))
+    form = {"csrf_token": token(client, f"{LOG}/replay")}
+    if upto is not None:
+        form["upto"] = upto
+    refused = client.post(f"{LOG}/replay", data=form)
+    assert refused.status_code == 400 and refused.mimetype == "text/html"
+    assert "does not say up to which delivery" in refused.get_data(as_text=True)
+    assert get_state(dashboard).require_inbox().get(failed).status == "failed"  # type: ignore[union-attr]
+
+
 # -- one delivery, loyalty ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delivery_id", [HUGE, str(MAX_ID + 1), "0", "%C2%B2", "9" * 5000])
+def test_an_id_no_store_holds_is_a_404_page_never_a_database_error(
+    dashboard: Flask, delivery_id: str
+) -> None:
+    client = client_of(dashboard)
+    kept = deliver(client, body=payment(1, Fail=True))
+    shown = client.get(f"{LOG}/{delivery_id}")
+    assert shown.status_code == 404 and shown.mimetype == "text/html"
+    csrf = token(client, f"{LOG}/{kept}")
+    replayed = client.post(f"{LOG}/{delivery_id}/replay", data={"csrf_token": csrf})
+    assert replayed.status_code == 404 and replayed.mimetype == "text/html"
+    assert get_state(dashboard).require_inbox().get(kept).status == "failed"  # type: ignore[union-attr]
+
+
+def test_the_largest_id_a_store_holds_reaches_it(dashboard: Flask) -> None:
+    client = client_of(dashboard)
+    kept = deliver(client)
+    missing = client.get(f"{LOG}/{MAX_ID}")
+    assert missing.status_code == 404 and f"No delivery #{MAX_ID}" in missing.get_data(True)
+    csrf = token(client, f"{LOG}/{kept}")
+    replayed = client.post(f"{LOG}/{MAX_ID}/replay", data={"csrf_token": csrf})
+    assert replayed.status_code == 404 and f"No delivery #{MAX_ID}" in replayed.get_data(True)
+    page = client.get(f"{LOG}/?before={MAX_ID}")
+    assert page.status_code == 200 and listed(page.get_data(as_text=True)) == [kept]
 
 
 def test_the_detail_shows_what_a_person_needs(dashboard: Flask) -> None:
@@ -476,6 +540,16 @@ def test_read_query_reads_times_in_the_page_zone() -> None:
     assert query.until_text == "2026-11-21T00:00"  # shown again as the input takes it
     text = read_query(MultiDict([("text", "Kopi"), ("since", "2026-11-19T11:00")]), settings, now)
     assert text.errors and "at most 1 day" in text.errors[0]
+
+
+@pytest.mark.parametrize("text", [*NOT_IDS, "", " 1", "1 ", "1.0", "0x10", "١"])
+def test_read_id_takes_only_ids_a_store_can_hold(text: str) -> None:
+    assert read_id(text) is None
+
+
+def test_read_id_reads_ascii_digits_up_to_the_largest_id() -> None:
+    assert [read_id(text) for text in ("1", "007", str(MAX_ID))] == [1, 7, MAX_ID]
+    assert read_id(None) is None
 
 
 def test_pretty_json_keeps_numbers_as_sent() -> None:

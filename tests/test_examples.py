@@ -100,6 +100,31 @@ def test_the_log_page_admits_only_this_machine_in_debug_mode(shop: Flask) -> Non
     assert client.get("/dealpos/log/", environ_base=elsewhere).status_code == 403
 
 
+@pytest.mark.parametrize(
+    ("base_url", "admitted"),
+    [
+        ("http://127.0.0.1:5000", True),
+        ("http://localhost:5000", True),
+        ("http://LOCALHOST", True),
+        ("http://[::1]:5000", True),
+        # DNS rebinding: another site's name, resolved to 127.0.0.1, from this machine.
+        ("http://rebind.example:5000", False),
+        ("http://127.0.0.1.rebind.example:5000", False),
+        ("http://localhost.rebind.example", False),
+        ("http://0.0.0.0:5000", False),
+    ],
+)
+def test_the_log_page_admits_only_this_machines_own_names(
+    shop: Flask, base_url: str, admitted: bool
+) -> None:
+    """Hostile bytes round two, finding 6: any Host from 127.0.0.1 was admitted,
+    so a page on another site could read bodies and tracebacks by DNS rebinding."""
+    shop.config["DEBUG"] = True
+    client: PosWebClient = shop.test_client()  # type: ignore[assignment]
+    response = client.get("/dealpos/log/", base_url=base_url)  # from 127.0.0.1
+    assert response.status_code == (200 if admitted else 403)
+
+
 def test_the_shop_ledger_fails_when_asked_until_a_replay(shop: Flask) -> None:
     shop.config["DEBUG"] = True
     client: PosWebClient = shop.test_client()  # type: ignore[assignment]
@@ -189,8 +214,8 @@ def test_the_shop_runs_in_celery_mode(tmp_path: pathlib.Path) -> None:
         cwd=shop,
     )  # fmt: skip
     web = spawn(
-        env, "gunicorn", BIN / "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}",
-        "app:create_app()", cwd=shop,
+        env, "gunicorn", BIN / "gunicorn", "-w", "2", "-k", "gthread", "--threads", "8",
+        "-b", f"127.0.0.1:{port}", "app:create_app()", cwd=shop,
     )  # fmt: skip
     try:
         wait_for(lambda: len(children(worker.pid)) == 1, 60, "the celery worker's pool")

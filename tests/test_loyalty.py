@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import logging
 import time
@@ -80,6 +81,41 @@ def test_invalid_requests_are_refused_like_webhooks(client: PosWebClient, posweb
     assert client.call_loyalty("member_points", b"[]").status_code == 400
     unauthenticated = client.post("/dealpos/loyalty/member-points", json={})
     assert unauthenticated.status_code == 401
+
+
+def test_a_call_cut_short_of_its_content_length_is_refused(
+    client: PosWebClient, posweb: PosWeb
+) -> None:
+    """Hostile bytes round two, finding 1: the provider never sees a body the
+    till did not finish sending, even one that parses."""
+    asked: list[LoyaltyCall] = []
+    posweb.loyalty.order_complete(lambda call: asked.append(call) or 1)
+    whole = sample("loyalty_order_complete")
+    response = client.post(
+        "/dealpos/loyalty/order-complete",
+        input_stream=io.BytesIO(whole),
+        content_type="application/json",
+        headers={"X-API-Key": "test-key-0123456789"},
+        environ_overrides={"CONTENT_LENGTH": str(len(whole) + 1), "wsgi.input_terminated": True},
+    )
+    assert response.status_code == 400 and response.is_json
+    assert f"after {len(whole)} of the {len(whole) + 1} bytes" in response.json["message"]
+    assert asked == []
+
+
+def test_a_call_with_too_many_headers_is_a_431(make_app: MakeApp, posweb: PosWeb) -> None:
+    asked: list[LoyaltyCall] = []
+    posweb.loyalty.member_points(lambda call: asked.append(call) or 1)
+    app = make_app(POSWEB_MAX_HEADERS=10)
+    response = app.test_client().post(
+        "/dealpos/loyalty/member-points",
+        data=sample("loyalty_member_points"),
+        content_type="application/json",
+        headers={"X-API-Key": "test-key-0123456789", **{f"X-{n}": "1" for n in range(10)}},
+    )
+    assert response.status_code == 431 and response.is_json
+    assert "at most 10 are accepted" in response.json["message"]
+    assert asked == []
 
 
 @pytest.mark.parametrize("call", ["member_points", "order_complete", "validate_coupon"])

@@ -186,6 +186,7 @@ def test_answers_match_what_the_app_answers(make_app: MakeApp) -> None:
         (401, client.post("/dealpos/payment-created", json={})),
         (415, client.post("/dealpos/payment-created", data="{}", headers={"X-API-Key": KEY})),
         (400, client.post("/dealpos/payment-created", json=[], headers={"X-API-Key": KEY})),
+        (431, client.post("/dealpos/payment-created", json={}, headers={"X-Pad": "x" * 40000})),
     ]:
         assert response.status_code == status
         assert answer_schema(document, "payment_created", status).is_valid(response.get_json())

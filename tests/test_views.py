@@ -13,6 +13,8 @@ from werkzeug.exceptions import InternalServerError
 from flask_posweb import EVENTS
 from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
+from flask_posweb.exceptions import HeadersTooLargeError
+from flask_posweb.headers import check_bounds
 from flask_posweb.sending import sample
 from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
@@ -132,6 +134,26 @@ def test_404_in_json_for_an_unknown_url_under_the_prefix(client: PosWebClient, p
 
 
 @pytest.mark.parametrize(
+    ("path", "merged"),
+    [
+        ("/dealpos//payment-created", "/dealpos/payment-created"),
+        ("/dealpos///loyalty//member-points", "/dealpos/loyalty/member-points"),
+        ("/dealpos//oauth/token", "/dealpos/oauth/token"),
+    ],
+)
+def test_a_slash_merging_redirect_is_json_with_its_location(
+    app: Flask, client: PosWebClient, path: str, merged: str
+) -> None:
+    """Hostile bytes round two, finding 5: werkzeug's redirect to the URL with
+    its slashes merged was an HTML page."""
+    response = client.post(path, json=json.loads(sample("payment_created")), headers=KEY)
+    body = error(response, 308)
+    assert response.headers["Location"] == f"http://localhost{merged}"
+    assert f"This URL is 'http://localhost{merged}'" in body["message"]
+    assert not any(get_state(app).require_inbox().counts().values())  # none received
+
+
+@pytest.mark.parametrize(
     ("path", "meant"),
     [
         ("/dealpos/payment_created", "/dealpos/payment-created"),
@@ -205,6 +227,109 @@ def test_413_while_streaming_without_content_length(client: PosWebClient) -> Non
         environ_overrides={"wsgi.input_terminated": True},
     )
     error(response, 413)
+
+
+def cut_short(body: bytes, declared: int, *, terminated: bool) -> dict[str, t.Any]:
+    """What the test client needs to post ``body`` as the start of a longer one:
+    the ``Content-Length`` of ``declared`` bytes, and a server that ends the
+    stream itself (gunicorn sets ``wsgi.input_terminated``) or werkzeug's
+    own limited stream."""
+    overrides: dict[str, t.Any] = {"CONTENT_LENGTH": str(declared)}
+    if terminated:
+        overrides["wsgi.input_terminated"] = True
+    return {
+        "input_stream": io.BytesIO(body),
+        "content_type": "application/json",
+        "headers": KEY,
+        "environ_overrides": overrides,
+    }
+
+
+@pytest.mark.parametrize("terminated", [True, False], ids=["server-ends-it", "werkzeug-ends-it"])
+@pytest.mark.parametrize("arrived", ["a-valid-body", "a-prefix"])
+def test_a_body_cut_short_of_its_content_length_is_a_400_and_never_stored(
+    app: Flask, client: PosWebClient, terminated: bool, arrived: str
+) -> None:
+    """Hostile bytes round two, finding 1: the client went away mid-body, and
+    what arrived was stored (and answered 200 when it parsed)."""
+    whole = sample("payment_created")
+    body, declared = (whole, len(whole) + 400) if arrived == "a-valid-body" else (whole[:100], 500)
+    with captured_events(app) as events:
+        response = client.post(
+            "/dealpos/payment-created", **cut_short(body, declared, terminated=terminated)
+        )
+    message = error(response, 400)["message"]
+    assert f"{declared} bytes its Content-Length declares" in message
+    assert (f"after {len(body)} of the" in message) == terminated  # werkzeug does not count
+    assert "X-PosWeb-Delivery" not in response.headers
+    assert not any(get_state(app).require_inbox().counts().values())  # not even as rejected
+    assert list(events) == []
+
+
+def test_a_body_cut_short_is_refused_at_the_token_url_too(make_app: MakeApp) -> None:
+    app = make_app(
+        POSWEB_OAUTH_CLIENTS={"dealpos": "client-secret-0123456789"}, SECRET_KEY="k" * 16
+    )
+    form = b"grant_type=client_credentials&client_id=dealpos&client_secret=client-secret-0123456789"
+    options = cut_short(form, len(form) + 10, terminated=True)
+    options["content_type"] = "application/x-www-form-urlencoded"
+    response = app.test_client().post("/dealpos/oauth/token", **options)
+    assert response.status_code == 400 and "Content-Length declares" in response.json["message"]
+    assert "access_token" not in response.json
+
+
+def test_a_body_that_fills_its_content_length_is_whole(client: PosWebClient) -> None:
+    whole = sample("payment_created")
+    response = client.post(
+        "/dealpos/payment-created", **cut_short(whole, len(whole), terminated=True)
+    )
+    assert response.status_code == 200
+
+
+def test_header_bounds_are_inclusive_and_count_names_and_values() -> None:
+    check_bounds({"A": "x" * 9, "B": ""}, max_count=2, max_bytes=11)  # 10 + 1 bytes
+    with pytest.raises(HeadersTooLargeError, match="3 headers; at most 2"):
+        check_bounds({"A": "", "B": "", "C": ""}, max_count=2, max_bytes=100)
+    with pytest.raises(HeadersTooLargeError, match="12 bytes; at most 11") as refused:
+        check_bounds({"A": "x" * 11}, max_count=2, max_bytes=11)
+    assert refused.value.status_code == 431
+
+
+def test_431_for_the_headers_of_the_issue(app: Flask, client: PosWebClient) -> None:
+    """Hostile bytes round two, finding 4: 95 headers of 8,000 bytes each (761 KB,
+    each within gunicorn's per-header bound) were kept with one delivery."""
+    padding = {f"X-Pad-{n}": "x" * 8000 for n in range(95)}
+    response = client.deliver("payment_created", headers=padding)
+    message = error(response, 431)["message"]
+    assert "bytes; at most 32768 are accepted" in message
+    assert "X-PosWeb-Delivery" not in response.headers
+    assert not any(get_state(app).require_inbox().counts().values())
+
+
+@pytest.mark.parametrize("credentials", [KEY, {}], ids=["authenticated", "unauthenticated"])
+def test_431_for_too_many_headers_comes_before_the_credentials(
+    make_app: MakeApp, credentials: dict[str, str]
+) -> None:
+    app = make_app(POSWEB_MAX_HEADERS=20)
+    extra = {f"X-Extra-{n}": "1" for n in range(20)}
+    response = app.test_client().post(
+        "/dealpos/payment-created",
+        json=json.loads(sample("payment_created")),
+        headers={**credentials, **extra},
+    )
+    assert "headers; at most 20 are accepted" in error(response, 431)["message"]
+    assert "WWW-Authenticate" not in response.headers
+    assert not any(get_state(app).require_inbox().counts().values())
+
+
+def test_headers_within_their_bounds_are_kept(make_app: MakeApp) -> None:
+    app = make_app(POSWEB_MAX_HEADERS=40, POSWEB_MAX_HEADER_BYTES=4096)
+    extra = {f"X-Extra-{n}": "y" * 60 for n in range(30)}  # about 2,400 bytes
+    client = t.cast(PosWebClient, app.test_client())
+    response = client.deliver("payment_created", headers=extra)
+    assert response.status_code == 200
+    kept = get_state(app).require_inbox().get(int(response.headers["X-PosWeb-Delivery"]))
+    assert kept is not None and kept.headers["X-Extra-29"] == "y" * 60
 
 
 def test_default_limit_is_one_mebibyte(client: PosWebClient) -> None:

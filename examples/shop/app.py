@@ -26,8 +26,9 @@ merchant (``event.merchant``), and loyalty points are per merchant.
 
 With ``SHOP_CELERY_BROKER`` set (``redis://127.0.0.1:6379/0``), receivers run in
 Celery workers (``POSWEB_DISPATCH = "celery"``), set up as Flask's documentation
-sets Celery up: run ``celery -A make_celery worker`` and ``gunicorn -w 2
-'app:create_app()'`` from this folder (see the README's "Celery mode").
+sets Celery up: run ``celery -A make_celery worker`` and ``gunicorn -w 2 -k
+gthread --threads 8 'app:create_app()'`` from this folder (see the README's
+"Celery mode", and docs/deploying.rst for why threads).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import sqlite3
 import typing as t
 from decimal import Decimal
@@ -186,11 +188,25 @@ def validate_coupon(call: LoyaltyCall) -> Coupon | CouponRefused:
     return Coupon(kind, Decimal(amount), expires_at=expires_at)
 
 
+#: This machine's own names, with any port: the Host of a request from ``make run``'s browser.
+LOCAL_HOST = re.compile(r"(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?")
+
+
 def local_debugging() -> bool:
     """Who may see the delivery log page: only this machine, and only in debug
     mode, so that a copy of this app in production admits no one. A real shop
-    checks its own users, e.g. ``lambda: current_user.is_admin``."""
-    return current_app.debug and request.remote_addr in ("127.0.0.1", "::1")
+    checks its own users, e.g. ``lambda: current_user.is_admin``.
+
+    The address alone is not enough: a page on another site can make its own
+    name resolve to 127.0.0.1 (DNS rebinding), and its script then reads this
+    page from this machine's browser, with that name in ``Host``. So the Host
+    must be one of this machine's names too.
+    """
+    return (
+        current_app.debug
+        and request.remote_addr in ("127.0.0.1", "::1")
+        and LOCAL_HOST.fullmatch(request.host.lower()) is not None
+    )
 
 
 INDEX = """<!doctype html>

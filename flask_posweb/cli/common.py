@@ -31,6 +31,7 @@ from ..state import get_state
 
 __all__ = [
     "DELIVERY_ID",
+    "LIMIT",
     "PosWebGroup",
     "duration",
     "filter_options",
@@ -44,6 +45,8 @@ __all__ = [
 
 #: A delivery id given on the command line: checked before it reaches the database.
 DELIVERY_ID = click.IntRange(1, MAX_ID)
+#: How many rows to show: a positive number the database can take.
+LIMIT = click.IntRange(1, MAX_ID)
 
 
 class PosWebGroup(AppGroup):
@@ -86,16 +89,24 @@ def parse_moment(text: str) -> dt.datetime:
         except (ValueError, OverflowError):
             raise click.BadParameter(f"{text!r} is not {MOMENT_FORMS}.") from None
     if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00+07:00 is before year 1 in UTC
+            raise click.BadParameter(f"{text!r} is outside the calendar in UTC.") from None
     return moment
 
 
 def duration(text: str) -> float:
-    """A duration option (``30d``), in seconds."""
+    """A duration option (``30d``), in seconds: one that can be counted back
+    from now (``prune --older-than``)."""
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
+        utcnow() - dt.timedelta(seconds=seconds)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} reaches back before the calendar begins.") from None
+    return seconds
 
 
 class Choice(click.Choice[str]):

@@ -17,6 +17,7 @@ from ..durations import human
 from ..durations import plural
 from ..inbox import Filter
 from .common import DELIVERY_ID
+from .common import LIMIT
 from .common import duration
 from .common import filter_options
 from .common import inbox_state
@@ -30,7 +31,9 @@ __all__ = ["list_command", "merchants_command", "prune_command", "replay_command
 @click.command("list")
 @with_appcontext
 @filter_options
-@click.option("--limit", default=50, show_default=True, help="Newest first, at most this many.")
+@click.option(
+    "--limit", type=LIMIT, default=50, show_default=True, help="Newest first, at most this many."
+)
 @click.option("--before", type=DELIVERY_ID, metavar="ID", help="Only ids below ID (the next page).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list instead of a table.")
 def list_command(

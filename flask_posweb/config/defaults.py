@@ -59,6 +59,11 @@ DEFAULTS: dict[str, t.Any] = {
     "POSWEB_NO_AUTH": False,
     #: Largest accepted body in bytes (DealPOS sends small JSON objects); 413 above.
     "POSWEB_MAX_CONTENT_LENGTH": 1024 * 1024,
+    #: Most request headers accepted (DealPOS sends about ten); 431 above, before
+    #: the credentials are checked.
+    "POSWEB_MAX_HEADERS": 100,
+    #: Most bytes of request headers accepted, names and values in all; 431 above.
+    "POSWEB_MAX_HEADER_BYTES": 32 * 1024,
     #: Refuse a body lacking fields its documentation marks required even where
     #: the marks are uncertain (every group but Invoice Payment): 422 instead of
     #: accepting it with ``event.missing``.

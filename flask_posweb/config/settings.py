@@ -79,6 +79,9 @@ class Settings:
     #: Headers never kept with a delivery: the usual credentials and the API key's.
     hidden_headers: frozenset[str]
     max_content_length: int
+    #: Bounds of the request headers (every endpoint that may store a body).
+    max_headers: int
+    max_header_bytes: int
     strict_presence: bool
     #: Serve the OpenAPI description (``POSWEB_OPENAPI``).
     openapi: bool
@@ -149,6 +152,8 @@ def read_settings(
         api_key_header=config["POSWEB_API_KEY_HEADER"],
         hidden_headers=SECRET_HEADERS | {config["POSWEB_API_KEY_HEADER"].lower()},
         max_content_length=int(checks.number(config, "POSWEB_MAX_CONTENT_LENGTH")),
+        max_headers=int(checks.number(config, "POSWEB_MAX_HEADERS")),
+        max_header_bytes=int(checks.number(config, "POSWEB_MAX_HEADER_BYTES")),
         strict_presence=bool(config["POSWEB_STRICT_PRESENCE"]),
         openapi=_openapi(config),
         inbox=inbox,

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import json
+import re
 import typing as t
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from ..inbox import MAX_ID
 from ..inbox import STATUSES
 from ..inbox import Filter
 
-__all__ = ["FAILED", "Query", "form_time", "pretty_json", "read_query"]
+__all__ = ["FAILED", "Query", "form_time", "pretty_json", "read_id", "read_query"]
 
 #: What "replay the failed ones" means: failed, and dead (failed with no attempt left).
 FAILED = ("failed", "dead")
@@ -32,6 +33,11 @@ FAILED = ("failed", "dead")
 MAX_TEXT = 200
 #: How a time is written in the form (``<input type="datetime-local">``).
 INPUT_FORMAT = "%Y-%m-%dT%H:%M"
+#: A delivery id as a form or query string gives it: ASCII digits, at most as
+#: many as :data:`~flask_posweb.inbox.MAX_ID` has. Not ``str.isdigit``, which
+#: takes ``"²"`` (that ``int`` refuses), nor ``int`` alone, which refuses more
+#: than 4,300 digits with a ValueError.
+_ID = re.compile(rf"[0-9]{{1,{len(str(MAX_ID))}}}")
 
 
 class Args(t.Protocol):
@@ -188,11 +194,15 @@ def _moment(
     except ValueError:
         errors.append(f"“{label}” is not a time such as 2026-11-20 08:30 or a date 2026-11-20.")
         return None
-    if end and len(text) == len("2026-11-20"):
-        moment += dt.timedelta(days=1)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    try:
+        if end and len(text) == len("2026-11-20"):
+            moment += dt.timedelta(days=1)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # the day after 9999-12-31, or before year 1 in UTC
+        errors.append(f"“{label}” is at the edge of the calendar: choose a time in it.")
+        return None
 
 
 def _check_search_range(
@@ -206,13 +216,23 @@ def _check_search_range(
         )
 
 
+def read_id(text: str | None) -> int | None:
+    """``text`` as a delivery id the store can hold (1 to
+    :data:`~flask_posweb.inbox.MAX_ID`), or ``None``: checked before it
+    reaches the database, which would fail on a larger one."""
+    if text is None or not _ID.fullmatch(text):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
+
+
 def _positive(text: str | None, errors: list[str]) -> int | None:
     if not text:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_ID:
+    found = read_id(text)
+    if found is None:
         errors.append("The page asked for is not a delivery id.")
-        return None
-    return int(text)
+    return found
 
 
 def pretty_json(raw: bytes) -> str | None:

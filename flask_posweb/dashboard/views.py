@@ -47,6 +47,7 @@ from ..state import get_state
 from .query import Query
 from .query import form_time
 from .query import pretty_json
+from .query import read_id
 from .query import read_query
 
 __all__ = ["BULK_LIMIT", "PAGE_SIZE", "create_dashboard"]
@@ -315,9 +316,16 @@ def replay_failed() -> Page | Response:
     refused = _csrf_refused()
     if refused is not None:
         return refused
-    upto = form.get("upto", "")
+    upto = read_id(form.get("upto"))
+    if upto is None:  # the confirmation page always sends one: a form made elsewhere
+        return _error(
+            400,
+            "This form cannot be sent",
+            "It does not say up to which delivery to replay. Go back, reload the page and "
+            "try again.",
+        )
     # Only those the operator confirmed: none that failed after the count was shown.
-    ids = [i for i in _failed_ids(state, query) if upto.isdigit() and i <= int(upto)]
+    ids = [i for i in _failed_ids(state, query) if i <= upto]
     tally = replay(state, ids[:BULK_LIMIT]) if ids else collections.Counter[str]()
     _remember("failed", tally)
     return redirect(url_for(".replayed", **query.args(before=None)), 303)

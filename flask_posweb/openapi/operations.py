@@ -129,7 +129,11 @@ def shared_responses(state: PosWebState) -> dict[str, Json]:
             kept,
             _json({"$ref": SCHEMAS + "Success"}),
         ),
-        "BadRequest": answer("The body is not UTF-8 text, not JSON, or not a JSON object.", kept),
+        "BadRequest": answer(
+            "The body is not UTF-8 text, not JSON, or not a JSON object (kept as rejected); "
+            "or it ended before its Content-Length (not kept).",
+            kept,
+        ),
         "Unauthorized": answer(
             "Missing or invalid credentials; the message never says which check failed.",
             {"WWW-Authenticate": _header("One challenge per configured mode.")},
@@ -137,6 +141,11 @@ def shared_responses(state: PosWebState) -> dict[str, Json]:
         "NotFound": answer("No endpoint at this path under the prefix."),
         "MethodNotAllowed": answer(
             "The endpoint takes another method.", {"Allow": _header("The methods it takes.")}
+        ),
+        "HeadersTooLarge": answer(
+            f"More than {settings.max_headers} request headers, or more than "
+            f"{settings.max_header_bytes} bytes of them (`POSWEB_MAX_HEADERS`, "
+            "`POSWEB_MAX_HEADER_BYTES`); refused before the credentials are checked."
         ),
         "PayloadTooLarge": answer(
             f"The body is larger than {settings.max_content_length} bytes "
@@ -175,6 +184,7 @@ def _common(state: PosWebState) -> dict[str, Json]:
         "413": _ref("PayloadTooLarge"),
         "415": _ref("UnsupportedMediaType"),
         "422": _ref("ValidationFailed"),
+        "431": _ref("HeadersTooLarge"),
         "500": _ref("InternalError"),
         "503": _ref("Unavailable"),
     }
