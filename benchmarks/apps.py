@@ -16,6 +16,9 @@ Storing before the 200 (``<store>`` is ``sqlite`` or ``postgresql``):
 - ``posweb_<store>_worker``: Flask-PosWeb storing only (``POSWEB_DISPATCH = "worker"``).
 - ``posweb_<store>_inline``: the default mode: store, run the receiver, record its outcome.
 - ``posweb_<store>_celery``: store, then publish a Celery task (Redis broker).
+- ``posweb_<store>_<mode>_merchants``: the same, for :data:`MERCHANTS` merchants, each
+  with its own key, looked up in an SQLAlchemy table of key digests (as the example
+  shop keeps them), cached by Flask-PosWeb.
 
 Select with ``BENCH_VARIANT``; SQLite files go in ``BENCH_DIR``, PostgreSQL is
 ``BENCH_DATABASE_URL`` and the Celery broker ``BENCH_BROKER_URL``.
@@ -44,6 +47,13 @@ from flask_posweb.schemas import InvoicePaymentSchema
 API_KEY = "bench-key-0123456789"
 STORES = ("sqlite", "postgresql")
 MODES = ("worker", "inline", "celery")
+#: Merchants of the ``_merchants`` variants.
+MERCHANTS = 1000
+
+
+def merchant_key(n: int) -> str:
+    """The API key of merchant ``n`` (the load generator knows them too)."""
+    return f"merchant-{n:04d}-key-0123456789"
 
 
 def receiver(*args: t.Any, **kwargs: t.Any) -> None:
@@ -169,6 +179,7 @@ def posweb(
     receivers: int = 1,
     dispatch: str = "inline",
     database_url: str | None = None,
+    merchants: int = 0,
 ) -> Flask:
     app = Flask(__name__, instance_path=directory or os.getcwd())
     app.config.update(
@@ -177,13 +188,62 @@ def posweb(
         POSWEB_DISPATCH=dispatch,
         POSWEB_DATABASE_URL=database_url,
     )
+    if "BENCH_POLL_INTERVAL" in os.environ:  # how soon an idle worker looks again
+        app.config["POSWEB_POLL_INTERVAL"] = float(os.environ["BENCH_POLL_INTERVAL"])
     extension = PosWeb()
+    if merchants:
+        extension.credentials(merchant_lookup(directory or os.getcwd(), merchants))
     for n in range(receivers):
         extension.on("payment_created")(_numbered(n))
     app.register_blueprint(extension.blueprint, url_prefix="/dealpos")
     if dispatch == "celery":
         celery_init_app(app, os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/0"))
     return app
+
+
+def merchant_lookup(directory: str, count: int) -> t.Callable[..., t.Any]:
+    """Flask-PosWeb's credentials lookup over a table of ``count`` merchants'
+    key digests (SQLAlchemy, SQLite), made and filled on first use."""
+    import sqlalchemy as sa
+
+    from flask_posweb.auth import CredentialQuery
+    from flask_posweb.auth import Credentials
+    from flask_posweb.auth import hashed
+
+    metadata = sa.MetaData()
+    keys = sa.Table(
+        "merchant_keys",
+        metadata,
+        sa.Column("digest", sa.String(80), primary_key=True),
+        sa.Column("merchant", sa.String(64), nullable=False, index=True),
+    )
+    engine = sa.create_engine(f"sqlite:///{os.path.join(directory, 'merchants.sqlite3')}")
+    with engine.begin() as connection:
+        metadata.create_all(connection)
+        if connection.execute(sa.select(sa.func.count()).select_from(keys)).scalar() < count:
+            connection.execute(keys.delete())
+            rows = [
+                {"digest": hashed(merchant_key(n)), "merchant": f"m{n:04d}"} for n in range(count)
+            ]
+            connection.execute(keys.insert(), rows)
+
+    def lookup(query: CredentialQuery) -> Credentials | None:
+        if query.kind == "api_key":
+            whose = sa.select(keys.c.merchant).where(keys.c.digest == f"sha256:{query.id}")
+        elif query.kind == "merchant":
+            whose = sa.select(keys.c.merchant).where(keys.c.merchant == query.id)
+        else:
+            return None
+        with engine.connect() as connection:
+            name = connection.execute(whose).scalar()
+            if name is None:
+                return None
+            digests = connection.execute(
+                sa.select(keys.c.digest).where(keys.c.merchant == name)
+            ).scalars()
+            return Credentials(name, api_keys=list(digests))
+
+    return lookup
 
 
 def _numbered(n: int) -> t.Callable[..., None]:
@@ -228,4 +288,7 @@ def create_app(variant: str | None = None, directory: str | None = None) -> Flas
     if kind == "floor":
         return floor_sqlite(directory) if store == "sqlite" else floor_postgresql(t.cast(str, pg))
     url = f"sqlite:///{os.path.join(directory, 'posweb.sqlite3')}" if store == "sqlite" else pg
-    return posweb(inbox=True, directory=directory, dispatch=mode[0], database_url=url)
+    merchants = MERCHANTS if mode[1:] == ["merchants"] else 0
+    return posweb(
+        inbox=True, directory=directory, dispatch=mode[0], database_url=url, merchants=merchants
+    )

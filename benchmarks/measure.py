@@ -163,8 +163,11 @@ def _answers(port: int) -> bool:
         connection.close()
 
 
-def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
-    """Requests/s and p99 latency (ms) from wrk, every request a new payment."""
+def wrk(
+    port: int, seconds: int, connections: int, script: str | os.PathLike[str] = WRK_SCRIPT
+) -> dict[str, float]:
+    """Requests/s and p99 latency (ms) from wrk, every request a new delivery
+    (a payment, unless ``script`` says otherwise: see :func:`mix_script`)."""
     tag = f"w{time.monotonic_ns()}"  # no payment of this run repeats one of an earlier run
     done = subprocess.run(
         [
@@ -174,7 +177,7 @@ def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
             f"-d{seconds}s",
             "--latency",
             "-s",
-            str(WRK_SCRIPT),
+            str(script),
             f"http://127.0.0.1:{port}/dealpos/payment-created",
         ],
         capture_output=True,
@@ -190,6 +193,71 @@ def wrk(port: int, seconds: int, connections: int) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
     return {"rps": rps, "p99_ms": float(value) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]}
+
+
+#: The mix of the multi-merchant load: (event, share in tenths).
+MIX = (("payment_created", 5), ("invoice_created", 3), ("product_updated", 2))
+#: Merchants sending 20 times what each of the others sends.
+HEAVY = 5
+
+
+def _lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def mix_script(path: str, keys: list[str]) -> str:
+    """A wrk script posting the :data:`MIX` of events, each with a unique
+    resource ID, each from one of ``keys`` (the first :data:`HEAVY` sending 20
+    times as much as each of the others). Written to ``path``; returns it."""
+    weights, total = [], 0
+    for n in range(len(keys)):
+        total += 20 if n < HEAVY and len(keys) > HEAVY else 1
+        weights.append(total)
+    events, paths, bodies, cumulative = [], [], [], 0
+    for name, share in MIX:
+        body = json.loads(sample(name))
+        body[EVENTS[name].resource_key or "ID"] = "@@ID@@"
+        cumulative += share
+        events.append(str(cumulative))
+        paths.append(_lua_string("/dealpos" + EVENTS[name].url_rule))
+        bodies.append(_lua_string(json.dumps(body, separators=(",", ":"))))
+    script = f"""
+local keys = {{{", ".join(_lua_string(k) for k in keys)}}}
+local weights = {{{", ".join(map(str, weights))}}}
+local total = {total}
+local mix = {{{", ".join(events)}}}
+local paths = {{{", ".join(paths)}}}
+local bodies = {{{", ".join(bodies)}}}
+local counter = 0
+local thread_id = 0
+local tag = os.getenv("BENCH_TAG") or "t"
+function setup(thread)
+  thread:set("id", thread_id)
+  thread_id = thread_id + 1
+end
+function init(args)
+  math.randomseed(7919 * (id + 1))
+end
+local function pick(r)
+  local low, high = 1, #weights
+  while low < high do
+    local middle = math.floor((low + high) / 2)
+    if weights[middle] < r then low = middle + 1 else high = middle end
+  end
+  return low
+end
+function request()
+  counter = counter + 1
+  local key = keys[pick(math.random(total))]
+  local roll, event = math.random(10), 1
+  while mix[event] < roll do event = event + 1 end
+  local body = (bodies[event]:gsub("@@ID@@", tag .. "-" .. id .. "-" .. counter))
+  local headers = {{["Content-Type"] = "application/json", ["X-API-Key"] = key}}
+  return wrk.format("POST", paths[event], headers, body)
+end
+"""
+    pathlib.Path(path).write_text(script)
+    return path
 
 
 # -- 3. how cost grows -----------------------------------------------------------------
@@ -535,3 +603,159 @@ def drain_rate(
                     process.wait(10)
             _close(app)
     return {"per_second": 0.8 * count / (marks[0.9] - marks[0.1])}
+
+
+# -- many merchants: the quiet ones while one floods --------------------------------------
+
+
+def _workers(variant: str, directory: str, count: int = 2) -> list[subprocess.Popen[bytes]]:
+    """``count`` ``flask posweb worker`` processes of ``variant``."""
+    processes = []
+    for n in range(count):
+        with open(os.path.join(directory, f"worker{n}.log"), "w") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "flask", "--app", "benchmarks.apps", "posweb", "worker"],
+                    cwd=ROOT,
+                    env={**os.environ, "PYTHONPATH": str(ROOT), "BENCH_VARIANT": variant},
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            )
+    return processes
+
+
+def quiet_latency(
+    store: str, flood: int, quiet: int, directory: str, env: dict[str, str]
+) -> dict[str, float]:
+    """How long the quiet merchants' payments wait for a dispatcher (ms from
+    arrival to their receiver's start), with two ``flask posweb worker``
+    processes, while merchant ``m0000`` floods (``flood`` deliveries waiting at
+    the start, more arriving throughout) or not (``flood = 0``).
+
+    The quiet payments arrive at a steady 25 per second from 100 merchants;
+    an idle worker looks for work every 50 ms (``POSWEB_POLL_INTERVAL``), so
+    that the calm wait is the dispatch, not the poll.
+    """
+    variant = f"posweb_{store}_worker_merchants"
+    os.makedirs(directory, exist_ok=True)
+    environ = {
+        **env,
+        "BENCH_VARIANT": variant,
+        "BENCH_DIR": directory,
+        "BENCH_POLL_INTERVAL": "0.05",
+    }
+    with environment(environ):
+        app = apps.create_app(variant, directory)
+        client = app.test_client()
+        tag = f"q{time.monotonic_ns()}"
+
+        def post(merchant: int, n: int, kind: str) -> int:
+            headers = {**HEADERS, "X-API-Key": apps.merchant_key(merchant)}
+            response = client.post(
+                "/dealpos/payment-created", data=payment(n, f"{tag}{kind}"), headers=headers
+            )
+            assert response.status_code == 200, response.get_data(as_text=True)
+            return int(response.headers["X-PosWeb-Delivery"])
+
+        for n in range(flood):  # the flooding merchant's backlog
+            post(0, n, "f")
+        stop = threading.Event()
+
+        def flooding() -> None:
+            flooder = app.test_client()
+            n = flood
+            while not stop.is_set():
+                headers = {**HEADERS, "X-API-Key": apps.merchant_key(0)}
+                flooder.post(
+                    "/dealpos/payment-created", data=payment(n, f"{tag}f"), headers=headers
+                )
+                n += 1
+                time.sleep(0.002)
+
+        inbox = app.extensions["posweb"].require_inbox()
+        processes = _workers(variant, directory)
+        flooder = threading.Thread(target=flooding, daemon=True)
+        ids = []
+        try:
+            # The workers are up (one quiet payment processed) before the clock runs.
+            first = post(199, quiet, "w")
+            deadline = time.monotonic() + 120
+            while getattr(inbox.get(first), "status", None) != "processed":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the workers did not start")
+                time.sleep(0.05)
+            if flood:
+                flooder.start()
+            started = time.monotonic()
+            for n in range(quiet):
+                ids.append(post(100 + n % 100, n, "q"))
+                time.sleep(max(0.0, started + (n + 1) / 25 - time.monotonic()))
+            stop.set()
+            deadline = time.monotonic() + 300
+            while True:
+                found = [inbox.get(i) for i in ids]
+                if all(d is not None and d.status == "processed" for d in found):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the quiet merchants' payments were not all processed")
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+        waits = [
+            (dt.datetime.fromisoformat(d.outcomes[0]["started_at"]) - d.received_at).total_seconds()
+            * 1000
+            for d in found
+            if d is not None
+        ]
+        left = inbox.counts().get("pending", 0)
+        _close(app)
+    return {
+        "p50_ms": statistics.median(waits),
+        "p99_ms": percentile(waits, 0.99),
+        "flood_waiting": float(left),
+    }
+
+
+# -- what one delivery writes -----------------------------------------------------------
+
+
+def wal_frames(variant: str, deliveries: int, directory: str) -> dict[str, float]:
+    """Pages the SQLite inbox writes to its WAL per delivery, in total and per
+    b-tree (table or index), one request at a time after 300 to warm it.
+
+    In ``inline`` mode an outcome goes with the next delivery's commit, as it
+    does under load; the last one is left out by counting after the requests.
+    """
+    import struct
+
+    os.makedirs(directory, exist_ok=True)
+    app = apps.create_app(variant, directory)
+    client = app.test_client()
+    path = os.path.join(directory, "posweb.sqlite3")
+    for n in range(300):
+        client.post("/dealpos/payment-created", data=payment(n, "wal-warm"), headers=HEADERS)
+    time.sleep(0.5)  # the background thread settles the last outcome
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for n in range(deliveries):
+        response = client.post("/dealpos/payment-created", data=payment(n, "wal"), headers=HEADERS)
+        assert response.status_code == 200, response.get_data(as_text=True)
+    data = pathlib.Path(path + "-wal").read_bytes()
+    page_size = struct.unpack(">I", data[8:12])[0]
+    pages = [
+        struct.unpack(">I", data[offset : offset + 4])[0]
+        for offset in range(32, len(data) - 23, 24 + page_size)
+    ]
+    owners = dict(db.execute("SELECT pageno, name FROM dbstat").fetchall())
+    db.close()
+    _close(app)
+    found: dict[str, float] = {"total": len(pages) / deliveries}
+    for page in pages:
+        name = owners.get(page, "(free)")
+        found[name] = found.get(name, 0) + 1 / deliveries
+    return found

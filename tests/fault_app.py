@@ -16,6 +16,12 @@ from flask import Flask
 
 from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
+from flask_posweb.dispatch import runner
+
+if "FAULT_SETTLE_DELAY" in os.environ:  # how long a request's outcome may wait unwritten
+    runner.SETTLE_DELAY = float(os.environ["FAULT_SETTLE_DELAY"])
+    # and no retention pass, whose writes would carry it sooner
+    runner.Runner.housekeep = lambda self, force=False: {}  # type: ignore[method-assign]
 
 posweb = PosWeb()
 

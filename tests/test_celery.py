@@ -22,6 +22,7 @@ import typing as t
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from flask_posweb.dispatch.celery import relay
 from flask_posweb.inbox import Filter
@@ -354,8 +355,8 @@ def test_without_a_celery_app_the_error_says_how(tmp_path: pathlib.Path) -> None
 
 
 @pytest.mark.parametrize("broker", ["refused", "silent"])
-def test_a_broker_that_is_down_or_hangs_costs_a_request_about_a_second(
-    tmp_path: pathlib.Path, broker: str
+def test_a_broker_that_is_down_or_hangs_costs_a_request_nothing(
+    tmp_path: pathlib.Path, broker: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     import socket
 
@@ -370,21 +371,66 @@ def test_a_broker_that_is_down_or_hangs_costs_a_request_about_a_second(
     else:
         listener.listen(16)  # accepts connections, never answers
     try:
-        app = celery_flask_app(tmp_path, f"redis://127.0.0.1:{port}/0")
+        app = celery_flask_app(
+            tmp_path, f"redis://127.0.0.1:{port}/0", POSWEB_CELERY_PUBLISH_TIMEOUT=0.5
+        )
         client = PosWebClient(app)
         started = time.monotonic()
         responses = [client.deliver("payment_created", payment(n)) for n in range(5)]
         took = time.monotonic() - started
         assert [r.status_code for r in responses] == [200] * 5
-        assert took < 5  # about a second at most, and none while it keeps failing
+        assert took < 2  # the answers wait for the inbox, never for the broker
         inbox = get_state(app).require_inbox()
         assert inbox.counts()["pending"] == 5  # stored, for the relay
-        # Marked as never sent: the relay sends them at its first look once it is back.
-        assert {d.enqueued_at for d in inbox.deliveries()} == {None}
+        # Once the thread knows the broker failed (within about the timeout),
+        # every one is marked as never sent: the relay sends them at its first
+        # look once the broker is back.
+        deadline = time.monotonic() + 10
+        while {d.enqueued_at for d in inbox.deliveries()} != {None}:
+            assert time.monotonic() < deadline, "not marked unsent"
+            time.sleep(0.05)
+        assert "not sent" in caplog.text
         dispatch = get_state(app).require_dispatch()
         assert relay(dispatch.dispatcher, dispatch.mode) == 0  # while failing, not even tried
     finally:
         listener.close()
+
+
+def test_tasks_go_in_batches_on_one_connection(
+    tmp_path: pathlib.Path, redis_server: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The requests queue their tasks and are answered; the thread sends what
+    queued meanwhile on the connection it keeps."""
+    from flask_posweb.dispatch import celery as celery_mode
+    from flask_posweb.state import get_state
+    from flask_posweb.testing import PosWebClient
+
+    app = celery_flask_app(tmp_path, redis_server.url)
+    sent: list[t.Any] = []
+    real = celery_mode.Publisher._publish
+
+    def publish(self: t.Any, dispatcher: t.Any, batch: t.Any, connection: t.Any) -> t.Any:
+        time.sleep(0.2)  # a slow broker: requests queue up behind it
+        kept = real(self, dispatcher, batch, connection)
+        sent.append((len(batch), kept))
+        return kept
+
+    monkeypatch.setattr(celery_mode.Publisher, "_publish", publish)
+    client = PosWebClient(app)
+    started = time.monotonic()
+    for n in range(20):
+        assert client.deliver("payment_created", payment(n)).status_code == 200
+    assert time.monotonic() - started < 2  # not 20 x 0.2 s
+    deadline = time.monotonic() + 10
+    while sum(size for size, _ in sent) < 20:
+        assert time.monotonic() < deadline, sent
+        time.sleep(0.05)
+    assert len(sent) < 20  # batches
+    assert len({id(kept) for _, kept in sent}) == 1 and sent[0][1] is not None
+    with redis.Redis.from_url(redis_server.url) as broker:
+        assert broker.llen("celery") == 20  # every task is in the queue
+    inbox = get_state(app).require_inbox()
+    assert all(d.enqueued_at is not None for d in inbox.deliveries())
 
 
 def test_celery_is_imported_only_in_its_mode() -> None:

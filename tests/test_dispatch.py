@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import threading
 import time
 import typing as t
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from flask_posweb import EVENTS
@@ -19,6 +21,7 @@ from flask_posweb import PosWeb
 from flask_posweb import WebhookEvent
 from flask_posweb import signals
 from flask_posweb.dispatch import dispatch_delivery
+from flask_posweb.dispatch import runner as runner_module
 from flask_posweb.dispatch.dispatcher import Dispatcher
 from flask_posweb.dispatch.receivers import receiver_set
 from flask_posweb.dispatch.runner import Runner
@@ -263,6 +266,85 @@ def test_thread_mode_answers_first_and_dispatches_in_the_background(
     release.set()
     wait_for(lambda: stored(app, response.headers["X-PosWeb-Delivery"]).status == "processed")
     assert seen == ["posweb-dispatch"]
+
+
+# -- inline: the outcome goes with the process's next commit ------------------------
+
+
+def inline_app(make_app: MakeApp, monkeypatch: pytest.MonkeyPatch, settle: float) -> Flask:
+    """An inline app with its background thread, as in production (no TESTING)."""
+    monkeypatch.setattr(runner_module, "SETTLE_DELAY", settle)
+    return make_app(TESTING=False, POSWEB_DISPATCH="inline", POSWEB_POLL_INTERVAL=60)
+
+
+def test_inline_takes_the_lock_once_per_delivery(
+    make_app: MakeApp, posweb: PosWeb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request commits once: its delivery, with the outcome the one before
+    it deferred; the background thread records the last, and sends the signals."""
+    app = inline_app(make_app, monkeypatch, settle=30)  # the next request comes first
+    ran: list[int] = []
+    processed: list[tuple[int, str]] = []
+    posweb.on("payment_created")(lambda sender, event, **extra: ran.append(event.id))
+
+    @signals.webhook_processed.connect_via(app)
+    def done(sender: Flask, event: Event, **extra: t.Any) -> None:
+        processed.append((event.id, threading.current_thread().name))
+
+    client = PosWebClient(app)
+    client.get("/")  # any request starts the thread; its first pass writes (retention)
+    background = get_state(app).require_dispatch().background
+    assert background is not None
+    wait_for(lambda: background.passes > 0)
+    engine = get_state(app).require_inbox().database.engines.durable
+    log: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: log.append(a[2].split()[0]))
+    sa.event.listen(engine, "commit", lambda connection: log.append("COMMIT"))
+    body = json.loads(sample("payment_created"))
+    first = int(client.deliver("payment_created", body).headers["X-PosWeb-Delivery"])
+    assert ran == [first] and log.count("COMMIT") == 1
+    assert stored(app, first).status == "pending"  # deferred: still leased to the request
+    assert processed == []  # sent once recorded
+    del log[:]
+    body["Number"] = "KMG-PAY-2026-00389"
+    second = int(client.deliver("payment_created", body).headers["X-PosWeb-Delivery"])
+    assert log.count("COMMIT") == 1  # one transaction: the delivery and the outcome
+    assert log.index("UPDATE") < log.index("COMMIT")
+    assert stored(app, first).status == "processed"
+    assert stored(app, second).status == "pending"
+    get_state(app).require_dispatch().close()  # the thread settles what is left
+    assert stored(app, second).status == "processed"
+    assert ran == [first, second] and stored(app, first).attempts == 1
+    assert sorted(processed) == [(first, "posweb-dispatch"), (second, "posweb-dispatch")]
+
+
+def test_a_deferred_outcome_is_recorded_soon_without_another_request(
+    make_app: MakeApp, posweb: PosWeb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = inline_app(make_app, monkeypatch, settle=0.02)
+    flaky = Flaky(1)
+    posweb.on("payment_created")(flaky)
+    response = PosWebClient(app).deliver("payment_created")
+    delivery_id = int(response.headers["X-PosWeb-Delivery"])
+    wait_for(lambda: stored(app, delivery_id).status == "failed")
+    assert stored(app, delivery_id).locked_by is None and len(flaky.calls) == 1
+
+
+def test_deferring_needs_the_background_thread(
+    make_app: MakeApp, posweb: PosWeb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``TESTING`` on there is no thread to settle: the request records its outcome."""
+    app = make_app(POSWEB_DISPATCH="inline")
+    posweb.on("payment_created")(lambda sender, event, **extra: None)
+    threads: list[str] = []
+
+    @signals.webhook_processed.connect_via(app)
+    def done(sender: Flask, event: Event, **extra: t.Any) -> None:
+        threads.append(threading.current_thread().name)
+
+    response = PosWebClient(app).deliver("payment_created")
+    assert stored(app, response.headers["X-PosWeb-Delivery"]).status == "processed"
+    assert threads == [threading.current_thread().name]
 
 
 def test_an_event_nobody_subscribes_to_ends_unhandled(app: Flask, client: PosWebClient) -> None:

@@ -41,6 +41,7 @@ from .servers import children
 from .servers import drain
 from .servers import flask_command
 from .servers import free_port
+from .servers import get
 from .servers import gunicorn
 from .servers import output_of
 from .servers import payment
@@ -143,6 +144,56 @@ def test_a_restart_with_orphans_needs_no_new_traffic(env: Env, inbox: Inbox) -> 
         stop(restarted)
     finished = [r for _, r, _, _ in env.effects if r == "slow-finished"]
     assert len(finished) == 4
+
+
+def test_an_outcome_not_yet_written_is_run_again_not_lost(env: Env, inbox: Inbox) -> None:
+    """Inline mode defers a request's outcome to the process's next commit: a
+    worker killed before that runs the receivers again once its lease is over
+    (at least once); a worker stopped gracefully writes it on its way out."""
+    env.update(FAULT_DISPATCH="inline", FAULT_LEASE="3", FAULT_SETTLE_DELAY="600")
+    port = free_port()
+    server = gunicorn(env, port)
+    try:
+        assert post(port, payment(1)) == 200
+        (first,) = inbox.deliveries(Filter(event=["payment_created"]))
+        assert first.status == "pending" and first.locked_by  # ran, its outcome not written
+        assert {(d, r) for d, r, _, _ in env.effects} == {
+            (first.id, "ledger"),
+            (first.id, "mailer"),
+        }
+        workers = children(server.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(
+            lambda: len(set(children(server.pid)) - set(workers)) == 2,
+            60,
+            "gunicorn to restart its workers",
+        )
+        # Any request starts a new worker's background thread, which takes the
+        # delivery again once the dead worker's lease has run out.
+        wait_for(
+            lambda: get(port) and inbox.get(first.id).status == "processed",  # type: ignore[union-attr]
+            60,
+            "the delivery to run again",
+        )
+        again = inbox.get(first.id)
+        assert again is not None and again.attempts == 2
+        assert post(port, payment(2)) == 200
+        second = next(
+            d for d in inbox.deliveries(Filter(event=["payment_created"])) if d.id != first.id
+        )
+        assert second.status == "pending"
+    finally:
+        code, output = stop(server)  # SIGTERM: the workers write what they deferred
+    assert code == 0, output[-2000:]
+    assert inbox.get(second.id).status == "processed"  # type: ignore[union-attr]
+    runs = collections.Counter((d, r) for d, r, _, _ in env.effects)
+    assert runs == {
+        (first.id, "ledger"): 2,
+        (first.id, "mailer"): 2,
+        (second.id, "ledger"): 1,
+        (second.id, "mailer"): 1,
+    }
 
 
 @contextlib.contextmanager

@@ -38,6 +38,7 @@ from flask_posweb.testing import captured_signals
 
 from .conftest import KEY
 from .conftest import run_together
+from .servers import wait_for
 
 ACME = "acme-key-0123456789abcdef"
 BRAVO = "bravo-key-0123456789abcdef"
@@ -511,6 +512,8 @@ def test_celery_tasks_carry_the_merchant_for_the_hosts_router(make_shop_app: Mak
     celery_app = Celery("routing", broker="memory://", task_routes=(route,))
     app = make_shop_app("url", POSWEB_DISPATCH="celery", POSWEB_CELERY_APP=celery_app)
     assert client_of(app).deliver("payment_created", key=ACME, merchant="acme").status_code == 200
+    # The request only queued its task: the publishing thread sends it.
+    wait_for(lambda: routed, 10, "the task to be routed")
     assert routed == [("flask_posweb.dispatch", {"merchant": "acme"})]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import typing as t
 
 import pytest
@@ -26,6 +27,7 @@ from flask_posweb.state import get_state
 from flask_posweb.testing import PosWebClient
 
 from .conftest import MakeApp
+from .conftest import reset_postgresql
 
 T0 = dt.datetime(2026, 11, 20, 8, 0, 0)
 
@@ -110,6 +112,54 @@ def test_the_tables_are_what_the_migrations_make(database_url: str) -> None:
             assert compare_metadata(context, metadata) == []
     finally:
         inbox.close()
+
+
+def layout(inbox: Inbox) -> dict[str, str]:
+    """Every index of our tables as the database has it, predicates included
+    (which Alembic's comparison does not look at), and SQLite's tables' own SQL."""
+    with inbox.database.engines.read.connect() as connection:
+        if inbox.database.dialect == "sqlite":
+            query = (
+                "SELECT name, sql FROM sqlite_master WHERE tbl_name LIKE 'posweb_%%' "
+                "AND tbl_name <> 'posweb_alembic_version' AND sql IS NOT NULL"
+            )
+        else:
+            query = (
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename LIKE 'posweb_%%' "
+                "AND tablename <> 'posweb_alembic_version'"
+            )
+        rows = connection.exec_driver_sql(query).all()
+    # The same definition, however it was written (Alembic quotes, create_all does not).
+    return {name: " ".join(sql.replace('"', "").split()) for name, sql in rows}
+
+
+def test_indexes_and_tables_are_what_the_migrations_make(database_url: str) -> None:
+    create_0_1_store(database_url)
+    upgraded = Inbox.from_url(database_url)
+    try:
+        upgraded.database.upgrade()
+        migrated = layout(upgraded)
+    finally:
+        upgraded.close()
+    if database_url.startswith("sqlite"):
+        os.remove(database_url.removeprefix("sqlite:///"))
+    else:
+        reset_postgresql(database_url)
+    fresh = Inbox.from_url(database_url)
+    try:
+        fresh.counts()  # created at the head
+        created = layout(fresh)
+    finally:
+        fresh.close()
+    indexes = {name for name in created if name.startswith("ix_")}
+    assert "ix_posweb_deliveries_waiting" in indexes
+    assert {k: v for k, v in migrated.items() if k in indexes} == {
+        k: v for k, v in created.items() if k in indexes
+    }
+    assert {name for name in migrated if name.startswith("ix_")} == indexes
+    if fresh.database.dialect == "sqlite":
+        assert migrated["posweb_duplicates"].endswith("WITHOUT ROWID")
+        assert created["posweb_duplicates"].endswith("WITHOUT ROWID")
 
 
 def test_the_0_1_layout_upgrades_with_its_data(

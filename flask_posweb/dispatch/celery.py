@@ -15,9 +15,10 @@ then a task is sent to wake a worker for it. The task is only a wake-up call::
   delivery becomes due again in the inbox, and the *relay* sends its task
   then. No countdown is held in the broker (on Redis those come back after the
   visibility timeout, and may run twice).
-- Nothing depends on the broker being up. Sending waits at most
-  ``POSWEB_CELERY_PUBLISH_TIMEOUT`` (about a second), then the webhook is
-  answered 200 all the same: it is stored. The relay sends a task again for a
+- Nothing depends on the broker being up, and no request waits for it: the
+  task is sent after the answer, by a thread that sends whatever has queued
+  up in one go, on a connection of its own whose waits are bounded by
+  ``POSWEB_CELERY_PUBLISH_TIMEOUT`` (about a second). The relay sends a task again for a
   delivery that is due, that no dispatcher holds, and whose task was sent more
   than ``POSWEB_CELERY_REQUEUE_AFTER`` ago (or never): a broker that was down,
   a worker killed with tasks it had reserved. By default the web processes'
@@ -170,48 +171,62 @@ dispatch_task = shared_task(
 relay_task = shared_task(name=RELAY_TASK, bind=True, ignore_result=True)(_relay)
 
 
-class Publisher:
-    """Sends tasks from one thread per process, waiting a bounded time for each.
+class _Job:
+    """Deliveries to send a task for, and whether someone waits for the outcome."""
 
-    A broker that is down or hangs costs a request at most the publish timeout;
-    while it keeps failing, requests do not wait for it at all (the relay sends
-    their tasks once it is back).
+    __slots__ = ("deliveries", "done", "error", "waited")
+
+    def __init__(self, deliveries: list[Sent], waited: bool) -> None:
+        self.deliveries, self.waited = deliveries, waited
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class Publisher:
+    """Sends tasks from one thread per process, in batches, on a connection of its own.
+
+    A request does not wait for the broker: it queues its delivery and is
+    answered (the delivery is committed; the task is only a wake-up call). The
+    thread sends whatever is queued by then, one batch on one kept connection,
+    whose socket waits are bounded by ``POSWEB_CELERY_PUBLISH_TIMEOUT``: a
+    broker that refuses, or accepts and never answers, fails the batch in about
+    that time. A batch that failed is marked unsent, so that the relay sends it
+    once the broker is back, and for a moment nothing more is queued (requests
+    mark theirs unsent at once). The relay waits for its own batches.
     """
+
+    #: Deliveries a batch sends at most.
+    BATCH = 500
+    #: Jobs queued at most: past it, a request leaves its delivery to the relay.
+    MAX_QUEUED = 10_000
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = weakref.ref(dispatcher)
-        self._jobs: queue.Queue[tuple[list[Sent], threading.Event, list[BaseException]]] = (
-            queue.Queue()
-        )
+        self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._pid = -1
         self._failing_until = 0.0
 
-    def send(self, deliveries: list[Sent]) -> bool:
-        """Ask the host's workers to dispatch these deliveries; ``True`` once the
-        broker took the tasks within the timeout."""
+    def send(self, deliveries: list[Sent], *, wait: bool = False) -> bool:
+        """Ask the host's workers to dispatch these deliveries.
+
+        :param wait: wait until the broker took them (the relay); otherwise
+            (a request) they are queued for the thread.
+        :returns: whether they were sent (queued, without ``wait``); ``False``
+            leaves them to the caller to mark unsent.
+        """
         dispatcher = self._dispatcher()
-        if dispatcher is None or not deliveries:
-            return False
-        if self.failing():
+        if dispatcher is None or not deliveries or self.failing():
             return False  # the broker failed moments ago: the relay catches up
+        if self._jobs.qsize() >= self.MAX_QUEUED:
+            return False
         self._ensure_thread()
-        done, errors = threading.Event(), t.cast(list[BaseException], [])
-        self._jobs.put((deliveries, done, errors))
-        policy = t.cast(CeleryPolicy, dispatcher.policy)
-        timeout = policy.celery_publish_timeout
-        if done.wait(timeout) and not errors:
+        job = _Job(deliveries, wait)
+        self._jobs.put(job)
+        if not wait:
             return True
-        self._failing_until = time.monotonic() + max(timeout, policy.poll_interval)
-        reason = errors[0] if errors else f"no answer within {timeout:g} s"
-        count = len(deliveries)
-        logger.warning(
-            "Celery broker: %s %s not sent (%s); the relay sends %s when it is back",
-            count,
-            "delivery" if count == 1 else "deliveries",
-            reason,
-            "it" if count == 1 else "them",
-        )
-        return False
+        timeout = t.cast(CeleryPolicy, dispatcher.policy).celery_publish_timeout
+        # A connection's set-up and one command, each bounded by the timeout.
+        return job.done.wait(2 * timeout + 1) and job.error is None
 
     def failing(self) -> bool:
         """Whether the broker failed moments ago (sends are skipped meanwhile)."""
@@ -220,31 +235,88 @@ class Publisher:
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # a forked child has no thread of its parent's
             self._pid = os.getpid()
-            self._jobs = queue.Queue()
+            self._jobs = queue.SimpleQueue()
             threading.Thread(target=self._loop, name="posweb-publish", daemon=True).start()
 
     def _loop(self) -> None:
+        connection: t.Any = None
+        jobs = self._jobs
         while True:
-            deliveries, done, errors = self._jobs.get()
+            batch = [jobs.get()]
+            while sum(len(job.deliveries) for job in batch) < self.BATCH:
+                try:
+                    batch.append(jobs.get_nowait())
+                except queue.Empty:
+                    break
             dispatcher = self._dispatcher()
             if dispatcher is None:
                 return
             try:
-                task = celery_app_of(dispatcher.app).tasks[TASK]
-                for delivery_id, merchant in deliveries:
+                connection = self._publish(dispatcher, batch, connection)
+            finally:
+                del dispatcher
+
+    def _publish(self, dispatcher: Dispatcher, batch: list[_Job], connection: t.Any) -> t.Any:
+        """Send a batch on the kept connection (made if need be); the connection
+        to keep (``None`` after a failure: the next batch makes a new one)."""
+        timeout = t.cast(CeleryPolicy, dispatcher.policy).celery_publish_timeout
+        sent = 0
+        try:
+            celery_app = celery_app_of(dispatcher.app)
+            task = celery_app.tasks[TASK]
+            if connection is None:
+                bounded = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+                connection = celery_app.connection_for_write(transport_options=bounded)
+            for job in batch:
+                for delivery_id, merchant in job.deliveries:
                     # No retry inside Celery: the relay is the retry. The merchant
                     # travels for the host's router (and in a header, for others).
                     task.apply_async(
                         (delivery_id, dispatcher.inbox.name),
                         {"merchant": merchant},
                         retry=False,
+                        connection=connection,
                         headers={"posweb_merchant": merchant},
                     )
-            except Exception as exc:  # the broker's errors are many; all mean "not sent"
-                errors.append(exc)
-            finally:
-                del dispatcher
-                done.set()
+                job.done.set()
+                sent += 1
+        except Exception as exc:  # the broker's errors are many; all mean "not sent"
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.release()
+            self._failed(dispatcher, batch[sent:], exc, timeout)
+            return None
+        return connection
+
+    def _failed(
+        self, dispatcher: Dispatcher, jobs: list[_Job], exc: BaseException, timeout: float
+    ) -> None:
+        """Not sent: for a moment nothing more is tried, and what was queued
+        meanwhile fails with the batch (it would, one timeout at a time)."""
+        self._failing_until = time.monotonic() + max(timeout, dispatcher.policy.poll_interval)
+        while True:
+            try:
+                jobs.append(self._jobs.get_nowait())
+            except queue.Empty:
+                break
+        unsent = [d for job in jobs if not job.waited for d, _ in job.deliveries]
+        count = sum(len(job.deliveries) for job in jobs)
+        logger.warning(
+            "Celery broker: %s %s not sent (%s: %s); the relay sends %s when it is back",
+            count,
+            "delivery" if count == 1 else "deliveries",
+            type(exc).__name__,
+            exc,
+            "it" if count == 1 else "them",
+        )
+        if unsent:
+            # Stamped as sent when stored: cleared, so that the relay sends them
+            # at its next look once the broker is back, not a requeue later.
+            with contextlib.suppress(StoreError):
+                dispatcher.inbox.mark_unsent(unsent)
+        for job in jobs:
+            job.error = exc
+            job.done.set()
 
 
 def relay(dispatcher: Dispatcher, mode: Celery) -> int:
@@ -259,7 +331,7 @@ def relay(dispatcher: Dispatcher, mode: Celery) -> int:
         due = dispatcher.inbox.take_for_relay(
             dispatcher.acceptable(), policy.celery_requeue_after, RELAY_BATCH
         )
-        if not due or not mode.send(dispatcher, due):
+        if not due or not mode.send(dispatcher, due, wait=True):
             return sent
         sent += len(due)
         if len(due) < RELAY_BATCH:
@@ -290,9 +362,10 @@ class Celery(Mode):
             found = self._publishers[dispatcher] = Publisher(dispatcher)
         return found
 
-    def send(self, dispatcher: Dispatcher, deliveries: list[Sent]) -> bool:
-        """Send the tasks of these deliveries; ``True`` once the broker took them."""
-        if self.publisher(dispatcher).send(deliveries):
+    def send(self, dispatcher: Dispatcher, deliveries: list[Sent], *, wait: bool = False) -> bool:
+        """Send the tasks of these deliveries (queue them, unless ``wait``);
+        ``True`` once they are on their way."""
+        if self.publisher(dispatcher).send(deliveries, wait=wait):
             return True
         # They were stamped as sent when stored (or taken by the relay): clear
         # the stamp, so the relay sends them once the broker is back, not a

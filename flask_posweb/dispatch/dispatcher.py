@@ -12,6 +12,12 @@ guarantees are the same everywhere:
   deliveries, and a worker started without the receiver modules leaves them;
 - only the dispatcher whose outcome was recorded sends ``webhook_processed``.
 
+An outcome may be *deferred* (``inline`` mode, in a request): it is then
+recorded with the process's next commit, which is a new delivery's under load,
+or by :meth:`Dispatcher.settle`, which the background thread calls shortly
+after; the signals that follow an outcome are sent once it is recorded, by
+:meth:`~Dispatcher.settle`. So a request takes the lock once, for its delivery.
+
 A dispatcher gets what it needs as arguments: the app (the sender of every
 signal), its inbox and a :class:`Policy` (the settings it reads).
 
@@ -162,6 +168,8 @@ class Dispatcher:
         self.clock = clock
         self._acceptable: list[str] = []
         self._acceptable_at = -1e9
+        #: Deferred outcomes once committed, with what follows them (see settle).
+        self._settled: collections.deque[_Settled] = collections.deque()
 
     def backoff(self, attempt: int) -> float:
         """Seconds before the attempt after ``attempt``: doubled each time, capped."""
@@ -209,6 +217,11 @@ class Dispatcher:
         one waiting longest first (``None``: the app's own)."""
         return self.inbox.due_merchants(self.acceptable())
 
+    def others_due(self, merchant: str | None) -> bool:
+        """Whether another merchant than ``merchant`` has a delivery due that
+        this dispatcher may take."""
+        return self.inbox.others_due(self.acceptable(), merchant)
+
     def take_due(self, owner: str, merchant: str | None = None) -> Delivery | None:
         """Lease ``merchant``'s delivery due first, among those this dispatcher may take."""
         return self.inbox.claim_due(owner, self.policy.lease, self.acceptable(), merchant)
@@ -251,14 +264,20 @@ class Dispatcher:
         owner: str,
         data: dict[str, t.Any] | None = None,
         missing: t.Sequence[str] = (),
+        *,
+        defer: bool = False,
     ) -> Status | None:
         """Run the receivers of a delivery leased to ``owner``; record its outcome.
 
         :param data: the validated body when the caller has it already (the
             request); otherwise the stored raw body is validated again, so a
             schema fix applies to retries and replays.
-        :returns: the new status, or ``None`` when the lease was lost (the
-            dispatcher that took over records the outcome).
+        :param defer: record the outcome with this process's next commit rather
+            than now; someone must call :meth:`settle` soon after (the
+            background thread does).
+        :returns: the new status (with ``defer``: the status to be recorded),
+            or ``None`` when the lease was lost (the dispatcher that took over
+            records the outcome).
         """
         event_type = EVENTS.get(delivery.event)
         if event_type is None:
@@ -289,18 +308,75 @@ class Dispatcher:
             attempts=delivery.attempts,
             max_attempts=self.policy.max_attempts,
         )
-        return self._finish(delivery, owner, event, outcomes, status)
+        retry_in = self.backoff(delivery.attempts) if status == "failed" else None
+        if defer:
+            until = self.clock() + self.policy.lease
+            self._defer(_Settled(delivery, owner, event, outcomes, status, retry_in, until))
+            return status
+        recorded = self.inbox.finish(delivery, owner, outcomes, status, retry_in=retry_in)
+        return self._follow(delivery, event, outcomes, status, recorded)
 
-    def _finish(
+    def _defer(self, finished: _Settled) -> None:
+        def recorded(ok: bool, error: BaseException | None) -> None:
+            # In the committing thread, of any request: nothing slow here.
+            if error is not None and self.clock() < finished.until:
+                self._defer(finished)  # the store is out: the next commit tries again
+                return
+            finished.ok, finished.error = ok, error
+            self._settled.append(finished)
+
+        self.inbox.finish_later(
+            finished.delivery,
+            finished.owner,
+            finished.outcomes,
+            finished.status,
+            recorded,
+            retry_in=finished.retry_in,
+        )
+
+    @property
+    def unsettled(self) -> int:
+        """Deferred outcomes whose signals are not sent yet (committed or not)."""
+        return self.inbox.unsettled + len(self._settled)
+
+    def settle(self) -> int:
+        """Commit the outcomes deferred by :meth:`run`, and send the signals
+        that follow those recorded; how many were settled.
+
+        :raises StoreError: they could not be committed now (they stay queued).
+        """
+        self.inbox.flush()
+        count = 0
+        while self._settled:
+            finished = self._settled.popleft()
+            count += 1
+            with self.app.app_context():
+                if finished.error is not None:
+                    logger.warning(
+                        "Delivery %s: outcome not recorded (%s); it runs again later",
+                        finished.delivery.id,
+                        finished.error,
+                    )
+                else:
+                    self._follow(
+                        finished.delivery,
+                        finished.event,
+                        finished.outcomes,
+                        finished.status,
+                        finished.ok,
+                    )
+        return count
+
+    def _follow(
         self,
         delivery: Delivery,
-        owner: str,
         event: WebhookEvent[t.Any],
         outcomes: list[Attempt],
         status: Status,
+        recorded: bool,
     ) -> Status | None:
-        retry_in = self.backoff(delivery.attempts) if status == "failed" else None
-        if not self.inbox.finish(delivery, owner, outcomes, status, retry_in=retry_in):
+        """What follows an outcome once written: its signal, or its log line."""
+        if not recorded:
             logger.warning(
                 "Delivery %s: lease lost while dispatching; another dispatcher took it over",
                 delivery.id,
@@ -340,6 +416,39 @@ class Dispatcher:
         if not self.inbox.finish(delivery, owner, (), "rejected", errors=errors):
             return None
         return "rejected"
+
+
+class _Settled:
+    """A deferred outcome on its way to the inbox, and then to its signals."""
+
+    __slots__ = (
+        "delivery",
+        "owner",
+        "event",
+        "outcomes",
+        "status",
+        "retry_in",
+        "until",
+        "ok",
+        "error",
+    )
+
+    def __init__(
+        self,
+        delivery: Delivery,
+        owner: str,
+        event: WebhookEvent[t.Any],
+        outcomes: list[Attempt],
+        status: Status,
+        retry_in: float | None,
+        until: float,
+    ) -> None:
+        self.delivery, self.owner, self.event = delivery, owner, event
+        self.outcomes, self.status, self.retry_in = outcomes, status, retry_in
+        #: When the lease ends, on the dispatcher's clock: written later, it is moot.
+        self.until = until
+        self.ok = False
+        self.error: BaseException | None = None
 
 
 class _Hosting(t.Protocol):

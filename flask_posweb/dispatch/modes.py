@@ -36,6 +36,15 @@ class Context(t.Protocol):
     def wake(self) -> None:
         """Have the background dispatcher, if there is one, look for due deliveries now."""
 
+    @property
+    def defers(self) -> bool:
+        """Whether outcomes may be deferred: a background dispatcher runs here
+        and settles them (see :meth:`.Dispatcher.settle`)."""
+
+    def settle_soon(self) -> None:
+        """Have the background dispatcher settle deferred outcomes shortly, if
+        no commit of this process has carried them by then."""
+
 
 class Mode:
     """Where receivers run. Subclasses override what differs."""
@@ -79,7 +88,7 @@ class Inline(Mode):
 
     def stored(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
         assert delivery.locked_by is not None
-        _run(context.dispatcher, delivery, delivery.locked_by, loaded)
+        _run(context, delivery, delivery.locked_by, loaded)
 
     def repeated(self, context: Context, delivery: Delivery, loaded: Loaded) -> None:
         # Taken at once: failed, dead, or pending with its lease run out.
@@ -88,7 +97,7 @@ class Inline(Mode):
             delivery.id, owner, dispatcher.policy.lease, dispatcher.acceptable(), repeat=True
         )
         if claimed is not None:
-            _run(dispatcher, claimed, owner, loaded)
+            _run(context, claimed, owner, loaded)
 
 
 class Thread(Mode):
@@ -106,11 +115,19 @@ class Worker(Mode):
     background = False
 
 
-def _run(dispatcher: Dispatcher, delivery: Delivery, owner: str, loaded: Loaded) -> None:
+def _run(context: Context, delivery: Delivery, owner: str, loaded: Loaded) -> None:
     """Run the receivers in the request. The delivery is committed already, so
-    whatever happens here the answer stays 200: failures are ours to retry."""
+    whatever happens here the answer stays 200: failures are ours to retry.
+
+    The outcome is deferred where a background dispatcher settles it: the
+    request then takes the lock once, for its delivery, and the outcome goes
+    with the process's next commit (the next delivery's, under load).
+    """
+    defer = context.defers
     try:
-        dispatcher.run(delivery, owner, loaded.data, loaded.missing)
+        context.dispatcher.run(delivery, owner, loaded.data, loaded.missing, defer=defer)
+        if defer:
+            context.settle_soon()
     except StoreError as exc:
         logger.warning(
             "Delivery %s: outcome not recorded (%s); it runs again later", delivery.id, exc

@@ -8,7 +8,9 @@ Merchants take turns: a runner takes the due-first delivery of each merchant
 that has one, in the order their oldest due delivery arrived, then looks again.
 So one merchant's backlog (a re-sync of 50,000 products) delays another
 merchant's payment by one turn, not by the backlog. A lone merchant's
-deliveries are taken :data:`TURN` at a time.
+deliveries are taken up to :data:`TURN` at a time, looking every
+:data:`LOOK_EVERY` of them whether another merchant's came (a cheap read: the
+full look reads the whole backlog).
 
 The background thread of a web process (``inline``, ``thread`` and ``celery``
 modes) starts at the first request the process serves, any request (a load
@@ -22,6 +24,7 @@ other than ``worker``, in task-engine workers, or with ``TESTING`` on.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -33,7 +36,16 @@ from ..exceptions import StoreError
 from .dispatcher import Dispatcher
 from .owners import new_owner
 
-__all__ = ["HOUSEKEEPING_INTERVAL", "TURN", "BackgroundRunner", "Runner", "Work", "report_lacking"]
+__all__ = [
+    "HOUSEKEEPING_INTERVAL",
+    "LOOK_EVERY",
+    "SETTLE_DELAY",
+    "TURN",
+    "BackgroundRunner",
+    "Runner",
+    "Work",
+    "report_lacking",
+]
 
 logger = logging.getLogger("flask_posweb")
 
@@ -41,6 +53,13 @@ logger = logging.getLogger("flask_posweb")
 HOUSEKEEPING_INTERVAL = 60.0
 #: Deliveries a lone merchant's turn takes before the runner looks for others.
 TURN = 50
+#: ... and how often within it the runner asks whether another merchant's came.
+LOOK_EVERY = 5
+#: Seconds a request's deferred outcome waits for the process's next commit to
+#: carry it (under load, the next delivery's) before the background thread
+#: commits it itself: short next to a lease, long next to a busy shop's gap
+#: between two deliveries.
+SETTLE_DELAY = 0.02
 
 
 class Runner:
@@ -72,9 +91,11 @@ class Runner:
             turn = TURN if len(merchants) == 1 else 1
             took = 0
             for merchant in merchants:
-                for _ in range(turn):
+                for taken in range(turn):
                     if limit is not None and done >= limit:
                         return done
+                    if taken and not taken % LOOK_EVERY and dispatcher.others_due(merchant):
+                        break  # another merchant's delivery came: its turn first
                     delivery = dispatcher.take_due(self.owner, merchant)
                     if delivery is None:  # taken by another dispatcher meanwhile
                         break
@@ -152,7 +173,8 @@ def report_lacking(dispatcher: Dispatcher) -> list[str]:
 
 
 class BackgroundRunner:
-    """A daemon thread in the web process that runs :meth:`Runner.one_pass`.
+    """A daemon thread in the web process that runs :meth:`Runner.one_pass`,
+    and settles the outcomes its requests deferred (:meth:`.Dispatcher.settle`).
 
     It holds the dispatcher (and so the app) weakly, and ends once it is gone.
 
@@ -163,10 +185,17 @@ class BackgroundRunner:
         self._dispatcher = weakref.ref(dispatcher)
         self._work = work
         self._lock = threading.Lock()
+        #: Set for any reason to stop waiting: a look, a settling, a stop.
         self._wake = threading.Event()
+        #: Due deliveries wanted now.
+        self._look = threading.Event()
+        #: Deferred outcomes to settle shortly.
+        self._settle = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        #: Passes the thread has ended (whether it found work or not).
+        self.passes = 0
         ref = weakref.ref(self)
 
         def after_fork() -> None:
@@ -175,7 +204,13 @@ class BackgroundRunner:
                 runner._thread = None  # the parent's thread did not come along
                 runner.ensure_started()
 
+        def at_exit() -> None:
+            runner = ref()
+            if runner is not None and runner.running:
+                runner._settle_now()  # a worker stopped gracefully loses no outcome
+
         os.register_at_fork(after_in_child=after_fork)
+        atexit.register(at_exit)
 
     @property
     def running(self) -> bool:
@@ -199,10 +234,18 @@ class BackgroundRunner:
     def wake(self) -> None:
         """Look for due deliveries now rather than at the next poll."""
         if self.running:
+            self._look.set()
+            self._wake.set()
+
+    def settle_soon(self) -> None:
+        """Settle deferred outcomes within :data:`SETTLE_DELAY`."""
+        if self.running and not self._settle.is_set():
+            self._settle.set()
             self._wake.set()
 
     def stop(self, timeout: float | None = 5) -> None:
-        """Stop the thread (tests, shutdown); it finishes the delivery in hand."""
+        """Stop the thread (tests, shutdown): it finishes the delivery in hand,
+        and settles the deferred outcomes."""
         self._stop.set()
         self._wake.set()
         thread = self._thread
@@ -211,23 +254,51 @@ class BackgroundRunner:
 
     def _loop(self) -> None:
         runner: Runner | None = None
+        look = True
         while not self._stop.is_set():
+            if self._settle.is_set():
+                # A request's outcome: the next delivery's commit may carry it.
+                self._stop.wait(SETTLE_DELAY)
+                self._settle.clear()
             dispatcher = self._dispatcher()
             if dispatcher is None:
                 return
+            count = 0
             try:
-                if runner is None:
-                    runner = Runner(dispatcher, new_owner("thread"), work=self._work)
-                    report_lacking(dispatcher)
-                runner.dispatcher = dispatcher
-                count = runner.one_pass()
+                _settle(dispatcher)
+                if look:
+                    if runner is None:
+                        runner = Runner(dispatcher, new_owner("thread"), work=self._work)
+                        report_lacking(dispatcher)
+                    runner.dispatcher = dispatcher
+                    count = runner.one_pass()
             except Exception:  # never let the thread die: the next poll tries again
                 logger.exception("Background dispatch failed; retrying")
-                count = 0
+            self.passes += 1
             interval = dispatcher.policy.poll_interval
             del dispatcher  # hold the app only while working
             if runner is not None:
                 runner.dispatcher = None  # type: ignore[assignment]
-            if not count:
-                self._wake.wait(interval)
+            if count:
+                look = True
+            else:
+                # A poll that ran out, or a wake for due deliveries, looks again.
+                look = not self._wake.wait(interval)
                 self._wake.clear()
+                if self._look.is_set():
+                    self._look.clear()
+                    look = True
+        self._settle_now()
+
+    def _settle_now(self) -> None:
+        dispatcher = self._dispatcher()
+        if dispatcher is not None:
+            _settle(dispatcher)
+
+
+def _settle(dispatcher: Dispatcher) -> None:
+    """Settle the deferred outcomes; a store outage leaves them for the next try."""
+    try:
+        dispatcher.settle()
+    except StoreError as exc:
+        logger.warning("Deferred outcomes not recorded yet: %s; retrying", exc)

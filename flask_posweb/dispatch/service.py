@@ -54,6 +54,17 @@ class Dispatch:
         if self.background is not None:
             self.background.wake()
 
+    @property
+    def defers(self) -> bool:
+        """Whether outcomes may be deferred: the background thread runs in this
+        process, and settles them."""
+        return self.background is not None and self.background.running
+
+    def settle_soon(self) -> None:
+        """Have the background thread settle deferred outcomes shortly."""
+        if self.background is not None:
+            self.background.settle_soon()
+
     def ensure_running(self) -> None:
         """Start the background thread in this process if it should run and does not
         (at every request: the first one after a start or a fork starts it)."""

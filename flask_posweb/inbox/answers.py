@@ -175,24 +175,18 @@ class Answers:
 
     def housekeep(self, retention: float, batch: int = 500, batches: int = 20) -> int:
         """Forget answers older than ``retention`` seconds (never one being answered)."""
-        old = (
-            sa.select(L.id)
-            .where(
-                L.inbox == bound("inbox"),
-                L.status != "answering",
-                L.updated_at < self.database.clock.plus("b_age"),
-            )
-            .limit(batch)
-            .scalar_subquery()
+        old = sa.select(L.id).where(
+            L.inbox == bound("inbox"),
+            L.status != "answering",
+            L.updated_at < self.database.clock.plus("b_age"),
         )
-        statement = loyalty_answers.delete().where(L.id.in_(old))
-        total = 0
-        for _ in range(batches):
-            done = self.database.execute(statement, self.database.values(age=-retention))
-            total += done
-            if done < batch:
-                break
-        return total
+        return self.database.delete_batches(
+            loyalty_answers.delete().where(L.id.in_(old.limit(batch).scalar_subquery())),
+            self.database.values(age=-retention),
+            pending=sa.select(sa.literal(True)).where(L.id.in_(old.limit(1).scalar_subquery())),
+            batch=batch,
+            batches=batches,
+        )
 
 
 def _remembered(row: sa.Row[t.Any]) -> Remembered:

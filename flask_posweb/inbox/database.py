@@ -50,6 +50,10 @@ def bound(name: str, **kwargs: t.Any) -> sa.BindParameter[t.Any]:
     return sa.bindparam(f"b_{name}", **kwargs)
 
 
+#: Index entries SQLite's ``ANALYZE`` reads, about, from each index.
+ANALYSIS_LIMIT = 100_000
+
+
 class Database:
     """The database of one inbox (``POSWEB_INBOX_NAME``), shared by every part of the store.
 
@@ -206,6 +210,56 @@ class Database:
         if self.writer.waiting:
             with self.translated():
                 self.writer.flush(Deadline(self.timeout))
+
+    def delete_batches(
+        self,
+        statement: sa.Delete,
+        values: Mapping[str, t.Any],
+        *,
+        pending: sa.Select[t.Any],
+        batch: int,
+        batches: int,
+    ) -> int:
+        """Run ``statement``, which deletes at most ``batch`` rows, until it
+        deletes fewer (at most ``batches`` times); how many it deleted.
+
+        Each run is its own short transaction, so that writes arriving
+        meanwhile barely wait. ``pending`` is read first (a snapshot, no lock):
+        when its first value is not true there is nothing to delete, and no
+        turn at the lock is taken for nothing.
+        """
+        if not self.read(pending, values).scalar():
+            return 0
+        total = 0
+        for _ in range(batches):
+            done = self.execute(statement, values)
+            total += done
+            if done < batch:
+                break
+        return total
+
+    def analyze(self) -> None:
+        """Refresh the query planner's statistics (SQLite; PostgreSQL's autovacuum
+        keeps its own).
+
+        SQLite has none until ``ANALYZE`` runs, and without them it guesses
+        how many rows a key matches: one event's counts on the log page then
+        read every row of the event rather than the few an index of the
+        unusual statuses holds. A sample of each index is enough: it bounds the
+        time the lock is held, whatever the size of the inbox (some 50 ms here),
+        and it is large enough to tell a key that matches a hundred thousand
+        rows from one that matches a thousand.
+        """
+        if self.dialect != "sqlite":
+            return
+
+        def run(connection: sa.Connection) -> None:
+            connection.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+            connection.exec_driver_sql("ANALYZE")
+
+        self.write(run)
+        # Read connections load statistics when they open.
+        self.engines.read.dispose()
 
     def read(
         self, query: sa.Executable, params: Mapping[str, t.Any] | None = None

@@ -7,6 +7,7 @@ their time are deleted, in bounded batches. Part of :class:`~.store.Inbox`.
 
 from __future__ import annotations
 
+import time
 import typing as t
 
 import sqlalchemy as sa
@@ -16,10 +17,17 @@ from .database import Database
 from .database import bound
 from .records import Retention
 from .statements import D
+from .tables import FINISHED
+from .tables import UNUSUAL
 from .tables import deliveries
 from .tables import duplicates
 
-__all__ = ["Housekeeping"]
+__all__ = ["STATISTICS_AGE", "Housekeeping"]
+
+U = duplicates.c
+
+#: Seconds between two refreshes of the query planner's statistics.
+STATISTICS_AGE = 3600.0
 
 
 class Housekeeping:
@@ -28,6 +36,8 @@ class Housekeeping:
     database: Database
     duplicate_window: float
     answers: Answers
+    #: When this inbox last refreshed the planner's statistics (monotonic).
+    _analyzed_at = -STATISTICS_AGE
 
     # -- housekeeping ----------------------------------------------------------------
 
@@ -52,46 +62,62 @@ class Housekeeping:
         }
         deleted = dict.fromkeys([*ages, "duplicates", "loyalty answers"], 0)
         for status, age in ages.items():
-            old = sa.and_(D.status == status, D.updated_at < self.database.clock.plus("b_age"))
+            old = sa.and_(
+                FINISHED,  # said, for the partial index of the finished
+                D.status == status,
+                D.updated_at < self.database.clock.plus("b_age"),
+            )
             deleted[status] += self._delete(old, {"age": -age}, batch, batches)
         deleted["rejected"] += self._trim_rejected(retention.rejected_max_count, batch, batches)
-        stale = duplicates.c.seen_at < self.database.clock.plus("b_since")
-        chosen = sa.select(duplicates.c.scope).where(stale).limit(batch).scalar_subquery()
-        statement = duplicates.delete().where(duplicates.c.scope.in_(chosen))
-        for _ in range(batches):
-            done = self.database.execute(
-                statement, self.database.values(since=-self.duplicate_window)
-            )
-            deleted["duplicates"] += done
-            if done < batch:
-                break
+        deleted["duplicates"] = self._forget_scopes(batch, batches)
         deleted["loyalty answers"] = self.answers.housekeep(retention.answers, batch, batches)
+        self._refresh_statistics()
         return deleted
+
+    def _forget_scopes(self, batch: int, batches: int) -> int:
+        """Delete the duplicate scopes past the window, oldest first.
+
+        A scope takes its delivery's id and time together, so scopes age in
+        the order of their ids: the oldest are found by the index that ``ON
+        DELETE CASCADE`` needs anyway, and no index of times is kept for this.
+        """
+        stale = U.seen_at < self.database.clock.plus("b_since")
+        oldest = sa.select(U.scope).order_by(U.delivery_id).limit(batch).scalar_subquery()
+        return self.database.delete_batches(
+            duplicates.delete().where(U.scope.in_(oldest), stale),
+            self.database.values(since=-self.duplicate_window),
+            pending=sa.select(stale).order_by(U.delivery_id).limit(1),
+            batch=batch,
+            batches=batches,
+        )
+
+    def _refresh_statistics(self) -> None:
+        """Now and then, the planner's statistics (see :meth:`.Database.analyze`)."""
+        if time.monotonic() - self._analyzed_at >= STATISTICS_AGE:
+            self.database.analyze()
+            self._analyzed_at = time.monotonic()
 
     def _delete(
         self, where: sa.ColumnElement[bool], params: dict[str, t.Any], batch: int, batches: int
     ) -> int:
-        chosen = (
-            sa.select(D.id).where(D.inbox == bound("inbox"), where).limit(batch).scalar_subquery()
+        chosen = sa.select(D.id).where(D.inbox == bound("inbox"), where)
+        return self.database.delete_batches(
+            deliveries.delete().where(D.id.in_(chosen.limit(batch).scalar_subquery())),
+            self.database.values(**params),
+            pending=sa.select(sa.literal(True)).where(D.id.in_(chosen.limit(1).scalar_subquery())),
+            batch=batch,
+            batches=batches,
         )
-        statement = deliveries.delete().where(D.id.in_(chosen))
-        total = 0
-        for _ in range(batches):
-            done = self.database.execute(statement, self.database.values(**params))
-            total += done
-            if done < batch:
-                break
-        return total
 
     def _trim_rejected(self, keep: int, batch: int, batches: int) -> int:
         newest_dropped = (
             sa.select(D.id)
-            .where(D.inbox == bound("inbox"), D.status == "rejected")
+            .where(D.inbox == bound("inbox"), UNUSUAL, D.status == "rejected")
             .order_by(D.id.desc())
             .offset(keep)
             .limit(1)
             .scalar_subquery()
         )
         return self._delete(
-            sa.and_(D.status == "rejected", D.id <= newest_dropped), {}, batch, batches
+            sa.and_(UNUSUAL, D.status == "rejected", D.id <= newest_dropped), {}, batch, batches
         )

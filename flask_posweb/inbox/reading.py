@@ -9,6 +9,7 @@ Part of :class:`~.store.Inbox`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import typing as t
 import warnings
@@ -16,7 +17,6 @@ from collections.abc import Iterable
 
 import sqlalchemy as sa
 
-from . import states
 from .database import Database
 from .database import bound
 from .filters import Filter
@@ -26,7 +26,10 @@ from .records import MerchantSummary
 from .records import ReceiverSet
 from .statements import D
 from .statements import where
+from .states import STATUSES
 from .states import Status
+from .tables import UNUSUAL
+from .tables import WAITING
 from .tables import deliveries
 from .tables import receiver_sets
 
@@ -52,7 +55,7 @@ class Reading:
             sa.select(D.receiver_set, sa.func.count())
             .where(
                 D.inbox == bound("inbox"),
-                D.status.in_(states.DISPATCHABLE),
+                WAITING,
                 D.receiver_set.is_not(None),
                 D.receiver_set.not_in(list(keys)),
             )
@@ -98,11 +101,8 @@ class Reading:
 
         .. versionadded:: 0.1
         """
-        clauses = [D.inbox == self.database.name, *where(which or Filter())]
-        query = sa.select(D.status, sa.func.count()).where(*clauses).group_by(D.status)
-        rows: t.Iterable[t.Any] = self.database.read(query)
-        found = {status: count for status, count in rows}
-        return {status: found.get(status, 0) for status in states.STATUSES}
+        tally = self._tally(which or Filter())
+        return {status: sum(counts[status] for counts in tally.values()) for status in STATUSES}
 
     def merchants(self, which: Filter | None = None) -> list[MerchantSummary]:
         """Every merchant with stored deliveries (``None``: the app's own), with
@@ -111,31 +111,62 @@ class Reading:
 
         .. versionadded:: 0.3
         """
-        waiting = sa.case((D.status.in_(states.DISPATCHABLE), D.received_at))
-        query = (
-            sa.select(D.merchant, D.status, sa.func.count(), sa.func.min(waiting))
-            .where(D.inbox == self.database.name, *where(which or Filter()))
-            .group_by(D.merchant, D.status)
-        )
-        found: dict[str, MerchantSummary] = {}
-        rows: t.Iterable[t.Any] = self.database.read(query)
-        for merchant, status, count, oldest in rows:
-            summary = found.setdefault(
-                merchant, MerchantSummary(merchant or None, dict.fromkeys(states.STATUSES, 0))
-            )
-            summary.counts[status] = count
-            if oldest is not None and (
-                summary.oldest_waiting is None or oldest < summary.oldest_waiting
-            ):
-                found[merchant] = summary = summary._replace(oldest_waiting=oldest)
+        which = which or Filter()
+        oldest = self._oldest_waiting(which)
+        found = [
+            MerchantSummary(merchant or None, counts, oldest.get(merchant))
+            for merchant, counts in self._tally(which).items()
+        ]
         return sorted(
-            found.values(),
+            found,
             key=lambda s: (
                 s.oldest_waiting is None,
                 s.oldest_waiting or dt.datetime.min,
                 s.merchant or "",
             ),
         )
+
+    def _tally(self, which: Filter) -> dict[str, dict[Status, int]]:
+        """Deliveries per merchant and status, read from indexes, not rows: all
+        but the processed from their own index, and the processed as the rest
+        of each merchant's total. One statement: one snapshot for both."""
+        clauses = [D.inbox == self.database.name, *where(dataclasses.replace(which, status=()))]
+        total = sa.literal_column("'*'", D.status.type)
+        query = sa.union_all(
+            sa.select(D.merchant, D.status, sa.func.count())
+            .where(*clauses, UNUSUAL)
+            .group_by(D.merchant, D.status),
+            sa.select(D.merchant, total, sa.func.count()).where(*clauses).group_by(D.merchant),
+        )
+        tally: dict[str, dict[Status, int]] = {}
+        rows: t.Iterable[t.Any] = self.database.read(query)
+        for merchant, status, count in rows:
+            counts = tally.setdefault(merchant, dict.fromkeys(STATUSES, 0))
+            if status == "*":
+                counts["processed"] += count
+            else:
+                counts[status] += count
+                counts["processed"] -= count
+        wanted = set(which.status or STATUSES)
+        for counts in tally.values():
+            for status in STATUSES:
+                if status not in wanted:
+                    counts[status] = 0
+        return {merchant: counts for merchant, counts in tally.items() if any(counts.values())}
+
+    def _oldest_waiting(self, which: Filter) -> dict[str, dt.datetime]:
+        """When each merchant's oldest waiting delivery arrived (the lowest id:
+        found in the index of the waiting, then one row per merchant read)."""
+        clauses = [D.inbox == self.database.name, *where(dataclasses.replace(which, status=()))]
+        first = (
+            sa.select(sa.func.min(D.id).label("id"))
+            .where(*clauses, WAITING)
+            .group_by(D.merchant)
+            .subquery()
+        )
+        query = sa.select(D.merchant, D.received_at).join(first, D.id == first.c.id)
+        rows: t.Iterable[t.Any] = self.database.read(query)
+        return {merchant: received_at for merchant, received_at in rows}
 
     def attempts(self, delivery_id: int) -> list[Attempt]:
         """Every receiver call of a delivery, oldest first."""

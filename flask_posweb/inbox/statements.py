@@ -26,6 +26,8 @@ from .duplicates import claim_statement
 from .duplicates import rescope_statement
 from .filters import Filter
 from .states import Status
+from .tables import UNUSUAL
+from .tables import WAITING
 from .tables import deliveries
 from .tables import duplicates
 from .tables import receiver_sets
@@ -56,6 +58,8 @@ def where(which: Filter) -> list[sa.ColumnElement[bool]]:
     clauses: list[sa.ColumnElement[bool]] = []
     if which.status:
         clauses.append(D.status.in_(which.status))
+        if "processed" not in which.status:  # then the index of the others serves
+            clauses.append(UNUSUAL)
     if which.event:
         clauses.append(D.event.in_(which.event))
     if which.merchant:
@@ -186,7 +190,7 @@ class Statements:
         )
         self.claim = (
             deliveries.update()
-            .where(mine, D.status.in_(states.DISPATCHABLE), unleased, expected)
+            .where(mine, WAITING, unleased, expected)
             .values(take)
             .returning(*everything)
         )
@@ -217,7 +221,7 @@ class Statements:
         # dispatcher takes next, and what the relay sends tasks for.
         takeable = (
             D.inbox == inbox,
-            D.status.in_(states.DISPATCHABLE),
+            WAITING,
             D.next_attempt_at <= now,
             unleased,
             expected,
@@ -241,6 +245,10 @@ class Statements:
             .order_by(sa.func.min(D.next_attempt_at), D.merchant)
             .limit(bound("limit", type_=sa.Integer(), literal_execute=True))
         )
+        # Whether a merchant other than one has a delivery due: two ranges of
+        # the index of the waiting, around the one merchant's rows (a flood).
+        others = sa.or_(D.merchant < bound("merchant"), D.merchant > bound("merchant"))
+        self.others_due = sa.select(sa.literal(True)).where(*takeable, others).limit(1)
         self.claim_due = deliveries.update().where(D.id == due).values(take).returning(*everything)
         self.extend = (
             deliveries.update()

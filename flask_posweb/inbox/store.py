@@ -277,6 +277,16 @@ class Inbox(Reading, Housekeeping):
         rows = self.database.read(self._sql.due_merchants, values).scalars()
         return [merchant or None for merchant in rows]
 
+    def others_due(self, receivers: Iterable[str], merchant: str | None) -> bool:
+        """Whether a merchant other than ``merchant`` has a delivery due now and
+        free (among ``receivers``, as :meth:`due_merchants`): cheap whatever
+        ``merchant``'s own backlog, for a runner to cut its turn short.
+
+        .. versionadded:: 0.3
+        """
+        values = self.database.values(sets=list(receivers), merchant=merchant or "")
+        return self.database.read(self._sql.others_due, values).first() is not None
+
     def claim_due(
         self, owner: str, lease: float, receivers: Iterable[str], merchant: str | None = None
     ) -> Delivery | None:
@@ -313,7 +323,65 @@ class Inbox(Reading, Housekeeping):
         :returns: ``False`` if ``owner`` had lost its lease: nothing is written,
             the delivery belongs to the dispatcher that took it over.
         """
-        values = self.database.values(
+        values = self._finished(delivery, owner, outcomes, status, retry_in, errors)
+        result = self.database.write(lambda c: c.execute(self._sql.finish, values), durable=False)
+        return bool(result.rowcount)
+
+    def finish_later(
+        self,
+        delivery: Delivery,
+        owner: str,
+        outcomes: Iterable[Attempt],
+        status: Status,
+        then: Callable[[bool, BaseException | None], None],
+        *,
+        retry_in: float | None = None,
+    ) -> None:
+        """:meth:`finish`, without taking the lock for it: it is committed with
+        this process's next write (a delivery's) or by :meth:`flush`.
+
+        Until then the delivery stays leased to ``owner``; if the outcome is
+        lost (a crash), the lease runs out and the delivery runs again: at least
+        once, as ever.
+
+        :param then: told, in the committing thread, whether it was recorded
+            (``False``: the lease was lost) or the error that kept it from
+            being written. It must be quick: it runs in a commit's path.
+
+        .. versionadded:: 0.3
+        """
+        values = self._finished(delivery, owner, outcomes, status, retry_in, None)
+
+        def done(result: t.Any, error: BaseException | None) -> None:
+            then(error is None and bool(result.rowcount), error)
+
+        self.database.write_later(lambda c: c.execute(self._sql.finish, values), done)
+
+    def flush(self) -> None:
+        """Commit the outcomes queued by :meth:`finish_later` now, if any.
+
+        .. versionadded:: 0.3
+        """
+        self.database.flush()
+
+    @property
+    def unsettled(self) -> int:
+        """Outcomes queued by :meth:`finish_later`, not committed yet.
+
+        .. versionadded:: 0.3
+        """
+        return self.database.writer.waiting
+
+    def _finished(
+        self,
+        delivery: Delivery,
+        owner: str,
+        outcomes: Iterable[Attempt],
+        status: Status,
+        retry_in: float | None,
+        errors: dict[str, t.Any] | None,
+    ) -> dict[str, t.Any]:
+        return self.database.values(
             id=delivery.id,
             owner=owner,
             status=status,
@@ -321,8 +389,6 @@ class Inbox(Reading, Housekeeping):
             errors=errors,
             outcomes=delivery.outcomes + [o.stored() for o in outcomes],
         )
-        result = self.database.write(lambda c: c.execute(self._sql.finish, values), durable=False)
-        return bool(result.rowcount)
 
     def mark_unsent(self, delivery_ids: Sequence[int]) -> None:
         """Record that the tasks of these deliveries could not be sent, so that
