@@ -106,6 +106,27 @@ def test_the_relay_sends_an_unsent_task_at_once_and_a_retry_when_due(
     assert inbox.take_for_relay([LEDGER.key], 60) == [(delivery.id, None)]
 
 
+def test_the_backlog_counts_what_waits_and_since_when_it_is_due(
+    inbox: Inbox, clock: Clock
+) -> None:
+    assert inbox.backlog() == (0, 0, None, 0)
+    first = admit(inbox, b"1").delivery
+    clock.advance(5)
+    admit(inbox, b"2")
+    failing = inbox.claim_due("w", 60, [LEDGER.key])
+    assert failing is not None and failing.id == first.id
+    inbox.finish(failing, "w", [outcome("ledger", False)], "failed", retry_in=30)
+    backlog = inbox.backlog()  # the retry waits its backoff: only the second is due
+    assert (backlog.waiting, backlog.due, backlog.dead) == (2, 1, 0)
+    assert backlog.lag(clock()) == 0
+    clock.advance(40)
+    backlog = inbox.backlog()  # due 10 s ago, then 40 s ago
+    assert backlog.due == 2 and backlog.lag(clock()) == pytest.approx(40)
+    again = inbox.claim(first.id, "w", 60, [LEDGER.key])
+    assert again is not None and inbox.finish(again, "w", [outcome("ledger", False)], "dead")
+    assert inbox.backlog()[:2] == (1, 1) and inbox.backlog().dead == 1
+
+
 def test_only_deliveries_whose_receivers_a_dispatcher_has_are_taken(inbox: Inbox) -> None:
     delivery = admit(inbox).delivery
     assert inbox.claim_due("w", 60, ["another-set"]) is None

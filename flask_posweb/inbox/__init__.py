@@ -17,6 +17,7 @@ from .filters import Filter
 from .records import MAX_ID
 from .records import Admission
 from .records import Attempt
+from .records import Backlog
 from .records import Delivery
 from .records import MerchantSummary
 from .records import ReceiverSet
@@ -37,6 +38,7 @@ __all__ = [
     "TERMINAL",
     "Admission",
     "Attempt",
+    "Backlog",
     "Deadline",
     "Delivery",
     "Filter",

@@ -21,6 +21,7 @@ from .database import Database
 from .database import bound
 from .filters import Filter
 from .records import Attempt
+from .records import Backlog
 from .records import Delivery
 from .records import MerchantSummary
 from .records import ReceiverSet
@@ -167,6 +168,25 @@ class Reading:
         query = sa.select(D.merchant, D.received_at).join(first, D.id == first.c.id)
         rows: t.Iterable[t.Any] = self.database.read(query)
         return {merchant: received_at for merchant, received_at in rows}
+
+    def backlog(self) -> Backlog:
+        """What waits in this inbox, in one statement (one snapshot), read from
+        the index of the waiting and the one of the unusual statuses.
+
+        .. versionadded:: 0.3
+        """
+        inbox, now = D.inbox == self.database.name, self.database.clock.now()
+        due = D.next_attempt_at <= now
+        waiting = sa.select(
+            sa.func.count(),
+            sa.func.count().filter(due),
+            sa.func.min(D.next_attempt_at).filter(due),
+        ).where(inbox, WAITING)
+        dead = sa.select(sa.func.count()).where(inbox, UNUSUAL, D.status == "dead")
+        row = self.database.read(
+            sa.select(*waiting.subquery().c, dead.scalar_subquery())
+        ).one()
+        return Backlog(*row)
 
     def attempts(self, delivery_id: int) -> list[Attempt]:
         """Every receiver call of a delivery, oldest first."""

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_ID",
     "Admission",
     "Attempt",
+    "Backlog",
     "Delivery",
     "MerchantSummary",
     "ReceiverSet",
@@ -170,6 +171,27 @@ class Retention(t.NamedTuple):
     #:
     #: .. versionadded:: 0.3
     answers: float = 90 * 86400
+
+
+class Backlog(t.NamedTuple):
+    """What waits in an inbox, for probes and metrics (see :meth:`~flask_posweb.Inbox.backlog`).
+
+    .. versionadded:: 0.3
+    """
+
+    #: Pending or failed deliveries: due now, being dispatched, or waiting for a retry.
+    waiting: int
+    #: Of those, the ones due now (or being dispatched).
+    due: int
+    #: Since when the delivery due longest has been due (naive UTC); ``None``:
+    #: nothing is due. Its age is how far dispatch lags behind.
+    oldest_due: dt.datetime | None
+    #: Dead deliveries (every attempt failed): they wait for an operator's replay.
+    dead: int
+
+    def lag(self, now: dt.datetime) -> float:
+        """Seconds the delivery due longest has waited since it became due (0: none)."""
+        return 0.0 if self.oldest_due is None else max(0.0, (now - self.oldest_due).total_seconds())
 
 
 class MerchantSummary(t.NamedTuple):
