@@ -54,6 +54,14 @@ webhook_dead = namespace.signal(
     "again (replay it by hand). Keywords: ``event``, ``failed`` (receiver names).",
 )
 
+webhook_stranded = namespace.signal(
+    "webhook_stranded",
+    doc="A delivery waited ``POSWEB_STRANDED_AFTER`` for receivers that no live "
+    "dispatcher has (a deploy renamed or removed one) and was marked stranded: "
+    "adopt it with ``flask posweb replay --adopt``. Keywords: ``delivery_id``, "
+    "``event_name``, ``receivers`` (the names it expects).",
+)
+
 # -- loyalty calls (request/response) ------------------------------------------
 
 loyalty_requested = namespace.signal(
@@ -89,6 +97,7 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "webhook_processed": ("event",),
     "receiver_failed": ("event", "receiver", "error"),
     "webhook_dead": ("event", "failed"),
+    "webhook_stranded": ("delivery_id", "event_name", "receivers"),
     "loyalty_requested": ("call",),
     "loyalty_answered": ("call", "status", "answer", "replayed"),
     "loyalty_failed": ("call", "error"),

@@ -109,7 +109,7 @@ def test_the_relay_sends_an_unsent_task_at_once_and_a_retry_when_due(
 def test_the_backlog_counts_what_waits_and_since_when_it_is_due(
     inbox: Inbox, clock: Clock
 ) -> None:
-    assert inbox.backlog() == (0, 0, None, 0)
+    assert inbox.backlog() == (0, 0, None, 0, 0)
     first = admit(inbox, b"1").delivery
     clock.advance(5)
     admit(inbox, b"2")

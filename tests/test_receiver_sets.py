@@ -132,7 +132,9 @@ def test_a_worker_without_the_receivers_says_so_and_leaves_the_deliveries(
     lines = report_lacking(get_state(worker).require_dispatcher())
     assert lines == [
         "3 payment_created deliveries expect receivers this process lacks (ledger); "
-        "they are left for a dispatcher that has them."
+        "they are left for a dispatcher that has them, and marked stranded if none shows "
+        "within POSWEB_STRANDED_AFTER (to run them with this app's receivers: flask posweb "
+        "replay --adopt --status pending --status failed --event payment_created)."
     ]
     assert lines[0] in caplog.text
     result = worker.test_cli_runner().invoke(args=["posweb", "worker", "--once"])

@@ -66,6 +66,14 @@ class Walk:
         assert delivery is not None
         return delivery.status
 
+    def strand(self, delivery_id: int) -> int:
+        """Strand a waiting delivery: as if no dispatcher with its receivers had
+        been seen for ``POSWEB_STRANDED_AFTER`` (0 here: any time past is too long)."""
+        self.inbox.hurry(Filter(ids=[delivery_id]))  # a failed one: due now
+        stranded = self.inbox.strand(after=0).stranded
+        assert [d.id for d in stranded] == [delivery_id]
+        return delivery_id
+
     def dispatch(self, delivery_id: int) -> Status | None:
         return dispatch_delivery(self.app, delivery_id)
 
@@ -76,6 +84,8 @@ class Walk:
         if status == "rejected":
             response = self.client.deliver("payment_created", self.body(valid=False))
             return int(response.headers["X-PosWeb-Delivery"])
+        if status == "stranded":
+            return self.strand(self.stored())
         delivery_id = self.stored()
         self.fail = status in ("failed", "dead")
         self.dispatch(delivery_id)
@@ -124,6 +134,16 @@ def test_every_transition(
     elif edge.trigger == "replay":
         delivery_id = _finished(walk, edge.source, make_app, database_url)
         assert walk.inbox.replay(Filter(ids=[delivery_id])) == 1
+        assert walk.status(delivery_id) == edge.target
+    elif edge.trigger == "strand":
+        delivery_id = walk.strand(walk.reach(edge.source))
+        assert walk.status(delivery_id) == edge.target
+    elif edge.trigger == "revive":
+        delivery_id = walk.reach(edge.source)
+        delivery = walk.inbox.get(delivery_id)
+        assert delivery is not None and delivery.receiver_set is not None
+        assert walk.inbox.beat([delivery.receiver_set], every=0) == 1  # a dispatcher is back
+        assert walk.inbox.strand(after=3600).revived == 1
         assert walk.status(delivery_id) == edge.target
     elif edge.trigger == "repeat":
         delivery_id = walk.reach(edge.source)
@@ -198,8 +218,11 @@ def test_the_table_covers_every_status() -> None:
     reached = {edge.target for edge in states.TRANSITIONS}
     left = {edge.source for edge in states.TRANSITIONS if edge.source}
     assert reached == set(states.STATUSES)
-    assert set(states.TERMINAL) == reached - set(states.DISPATCHABLE)
-    assert left >= set(states.TERMINAL)  # every finished delivery can be replayed
+    # Stranded: neither taken by a dispatcher nor finished (retention keeps it).
+    held = set(states.STRAND.values())
+    assert held == {"stranded"} and not held & {*states.DISPATCHABLE, *states.TERMINAL}
+    assert set(states.TERMINAL) == reached - set(states.DISPATCHABLE) - held
+    assert left >= set(states.TERMINAL) | held  # every finished or stranded one can move on
 
 
 @pytest.mark.parametrize(

@@ -40,14 +40,23 @@ KINDS = {
     "store": ("solid", "#1f6f43", "green: a request stored a valid body", "a request"),
     "refuse": ("solid", "#9b2226", "red: a request's body was refused", "a request"),
     "dispatch": ("solid", "#222222", "black: the outcome of a dispatch", "a dispatcher"),
+    "strand": (
+        "solid",
+        "#b8860b",
+        "amber: no live dispatcher has its receivers, or one has again",
+        "a dispatcher's housekeeping",
+    ),
     "replay": ("dashed", "#005f99", "dashed blue: an operator's replay", "an operator"),
     "repeat": ("dotted", "#7a4fa0", "dotted purple: DealPOS sent the body again", "DealPOS"),
 }
 
 
 def kind(trigger: str) -> str:
-    """``dispatch`` for every outcome of a dispatch, else the trigger itself."""
-    return "dispatch" if trigger in states.DISPATCH_OUTCOMES else trigger
+    """``dispatch`` for every outcome of a dispatch, ``strand`` for stranding and
+    reviving, else the trigger itself."""
+    if trigger in states.DISPATCH_OUTCOMES:
+        return "dispatch"
+    return "strand" if trigger == "revive" else trigger
 
 
 def dot() -> str:

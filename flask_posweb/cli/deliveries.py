@@ -130,11 +130,18 @@ def show_command(delivery_id: int, as_json: bool) -> None:
 @click.argument("ids", nargs=-1, type=DELIVERY_ID, metavar="[ID]...")
 @click.option("--failed", is_flag=True, help="Every failed and dead delivery.")
 @click.option("--rejected", is_flag=True, help="Every rejected delivery (validated again).")
+@click.option(
+    "--adopt",
+    is_flag=True,
+    help="Run them with this app's receivers from now on (deliveries stranded by a "
+    "deploy that renamed or removed a receiver).",
+)
 @filter_options
 def replay_command(
     ids: tuple[int, ...],
     failed: bool,
     rejected: bool,
+    adopt: bool,
     statuses: tuple[str, ...],
     events: tuple[str, ...],
     since: dt.datetime | None,
@@ -146,6 +153,10 @@ def replay_command(
     Processed and unhandled deliveries run every receiver again; failed and
     dead ones the receivers that have not succeeded; rejected ones are
     validated again first. Receivers see event.is_replay.
+
+    A delivery expects the receivers of the app that stored it; with --adopt
+    it expects this app's from then on (stranded deliveries need it): each of
+    them runs once, except those that already succeeded under the same name.
     """
     chosen = set(statuses) | ({"failed", "dead"} if failed else set())
     chosen |= {"rejected"} if rejected else set()
@@ -163,10 +174,15 @@ def replay_command(
     with click.progressbar(
         length=len(selected), label="Replaying", show_pos=True, hidden=len(selected) < 20
     ) as bar:
-        tally = replay(state, selected, on_each=lambda: bar.update(1))
+        tally = replay(state, selected, adopt=adopt, on_each=lambda: bar.update(1))
     total = sum(tally.values())
     summary = ", ".join(f"{n} {s}" for s, n in sorted(tally.items())) or "nothing to do"
     click.echo(f"{plural(total, 'delivery')} replayed: {summary}.")
+    if tally["lacking receivers"]:
+        click.echo(
+            "Those lacking receivers expect some this app does not have (renamed or "
+            "removed?): replay them with --adopt to run this app's receivers instead."
+        )
 
 
 @click.command("prune")

@@ -113,6 +113,10 @@ DEFAULTS: dict[str, t.Any] = {
     #: How long a dispatcher owns a delivery; one whose dispatcher died is taken
     #: again once its lease has run out (duration).
     "POSWEB_LEASE": 120,
+    #: A delivery due this long, that no live dispatcher has the receivers of (a
+    #: deploy renamed or removed one), is marked ``stranded``: counted, signalled,
+    #: and waiting for ``flask posweb replay --adopt`` (duration).
+    "POSWEB_STRANDED_AFTER": "30m",
     #: How often a worker (or the background thread) looks for due deliveries (duration).
     "POSWEB_POLL_INTERVAL": 1.0,
     #: ``Retry-After`` sent with a 503 (duration, whole seconds).

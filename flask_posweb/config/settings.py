@@ -96,6 +96,7 @@ class Settings:
     retry_backoff: float
     retry_max_delay: float
     lease: float
+    stranded_after: float
     poll_interval: float
     retry_after: int
     retention: Retention
@@ -171,6 +172,7 @@ def read_settings(
         retry_backoff=checks.duration(config, "POSWEB_RETRY_BACKOFF", zero=testing),
         retry_max_delay=checks.duration(config, "POSWEB_RETRY_MAX_DELAY", zero=testing),
         lease=checks.duration(config, "POSWEB_LEASE"),
+        stranded_after=checks.duration(config, "POSWEB_STRANDED_AFTER"),
         poll_interval=checks.duration(config, "POSWEB_POLL_INTERVAL"),
         retry_after=max(1, round(checks.duration(config, "POSWEB_RETRY_AFTER"))),
         retention=Retention(

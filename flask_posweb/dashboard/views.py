@@ -73,6 +73,8 @@ REPLAYED_SHOWN_FOR = 60
 STATUS_HELP = {
     "pending": "Waiting for its receivers: due now, or being dispatched.",
     "failed": "A receiver failed. It is retried at the next attempt time.",
+    "stranded": "It waits for receivers that no running dispatcher has (renamed or removed "
+    "by a deploy). Adopt it to run the receivers this app has.",
     "processed": "Every receiver succeeded.",
     "dead": "A receiver failed on every attempt. Only a replay runs it again.",
     "unhandled": "No receiver subscribes to this event.",
@@ -82,6 +84,8 @@ STATUS_HELP = {
 REPLAY_HELP = {
     "pending": "Replay runs it now.",
     "failed": "Replay runs the receivers that have not succeeded, now.",
+    "stranded": "Replay makes it due again for the receivers it expects; adopt it to run "
+    "this app's instead.",
     "dead": "Replay runs the receivers that have not succeeded, with fresh attempts.",
     "processed": "Replay runs every receiver again.",
     "unhandled": "Replay runs every receiver again.",
@@ -110,6 +114,7 @@ def create_dashboard() -> Blueprint:
     one = f"/<int(min=1, max={MAX_ID}):delivery_id>"
     bp.add_url_rule(one, "delivery", delivery)
     bp.add_url_rule(f"{one}/replay", "replay_one", replay_one, methods=["POST"])
+    bp.add_url_rule(f"{one}/adopt", "adopt_one", adopt_one, methods=["POST"])
     bp.add_url_rule("/replay", "replay_failed", replay_failed, methods=["GET", "POST"])
     bp.add_url_rule("/replayed", "replayed", replayed)
     bp.add_url_rule("/loyalty", "loyalty", loyalty)
@@ -284,12 +289,13 @@ def _detail(found: Delivery, status: int = 200, outcome: str | None = None) -> P
         body=pretty_json(found.raw),
         raw=found.raw.decode("utf-8", "replace"),
         replay_help=REPLAY_HELP[found.status],
+        lacking=sorted(get_state().require_dispatcher().lacking_for(found)),
         outcome=outcome,
         section="deliveries",
     )
 
 
-def replay_one(delivery_id: int) -> Page | Response:
+def replay_one(delivery_id: int, adopt: bool = False) -> Page | Response:
     """Replay one delivery now, here; its page then shows what became of it."""
     refused = _csrf_refused()
     if refused is not None:
@@ -297,8 +303,14 @@ def replay_one(delivery_id: int) -> Page | Response:
     state = get_state()
     if state.require_inbox().get(delivery_id) is None:
         return _missing(delivery_id)
-    _remember(str(delivery_id), replay(state, [delivery_id]))
+    _remember(str(delivery_id), replay(state, [delivery_id], adopt=adopt))
     return redirect(url_for(".delivery", delivery_id=delivery_id), 303)
+
+
+def adopt_one(delivery_id: int) -> Page | Response:
+    """Replay one delivery for this app's receivers (``flask posweb replay
+    --adopt``): what a delivery stranded by a deploy needs."""
+    return replay_one(delivery_id, adopt=True)
 
 
 def replay_failed() -> Page | Response:

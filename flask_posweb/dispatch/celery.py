@@ -144,6 +144,7 @@ def _dispatch(
         (``task_routes``), which may give merchants queues of their own.
     """
     dispatcher, _ = _served(task.app, inbox)
+    dispatcher.beat()  # a worker with these receivers is alive: see Dispatcher.beat
     with dispatcher.app.app_context():
         return dispatcher.dispatch(delivery_id, new_owner("task"))
 

@@ -10,7 +10,11 @@ guarantees are the same everywhere:
 - a dispatcher takes only deliveries whose expected receivers it has (the set
   the receiving app had): two apps on one database never finish each other's
   deliveries, and a worker started without the receiver modules leaves them;
-- only the dispatcher whose outcome was recorded sends ``webhook_processed``.
+- only the dispatcher whose outcome was recorded sends ``webhook_processed``;
+- a dispatcher says now and then which receivers it has (:meth:`Dispatcher.beat`),
+  so that deliveries that no live dispatcher can take are marked stranded
+  (:meth:`Dispatcher.strand`) instead of waiting unseen, until an operator
+  adopts them for the receivers deployed now (:meth:`Dispatcher.replay`).
 
 An outcome may be *deferred* (``inline`` mode, in a request): it is then
 recorded with the process's next commit, which is a new delivery's under load,
@@ -35,6 +39,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 
 from .. import signals
+from ..durations import human
 from ..events import EVENTS
 from ..events import WebhookEvent
 from ..exceptions import WebhookError
@@ -45,6 +50,7 @@ from ..inbox import Filter
 from ..inbox import ReceiverSet
 from ..inbox import Retention
 from ..inbox import Status
+from ..inbox import Stranding
 from ..inbox import states
 from ..payload import validated
 from .owners import new_owner
@@ -82,6 +88,8 @@ class Policy(t.Protocol):
     def retry_max_delay(self) -> float: ...
     @property
     def lease(self) -> float: ...
+    @property
+    def stranded_after(self) -> float: ...
     @property
     def poll_interval(self) -> float: ...
     @property
@@ -168,6 +176,7 @@ class Dispatcher:
         self.clock = clock
         self._acceptable: list[str] = []
         self._acceptable_at = -1e9
+        self._beaten_at: float | None = None
         #: Deferred outcomes once committed, with what follows them (see settle).
         self._settled: collections.deque[_Settled] = collections.deque()
 
@@ -189,13 +198,13 @@ class Dispatcher:
         first delivery).
         """
         mine = self.receivers()
-        if time.monotonic() - self._acceptable_at > self.policy.poll_interval:
+        if self.clock() - self._acceptable_at > self.policy.poll_interval:
             self._acceptable = [
                 found.key
                 for found in self.inbox.receiver_sets()
                 if found.event in mine and found.names <= mine[found.event].names
             ]
-            self._acceptable_at = time.monotonic()
+            self._acceptable_at = self.clock()
         return list({*(own.key for own in mine.values()), *self._acceptable})
 
     def lacking(self) -> list[tuple[str, frozenset[str], int]]:
@@ -211,6 +220,84 @@ class Dispatcher:
                 have = mine[found.event].names if found.event in mine else frozenset()
                 report.append((found.event, found.names - have, count))
         return report
+
+    def lacking_for(self, delivery: Delivery) -> frozenset[str]:
+        """The receivers ``delivery`` expects that this dispatcher does not have
+        (empty: it has them all, or the delivery expects none in particular)."""
+        if delivery.receiver_set is None or delivery.receiver_set in self.acceptable():
+            return frozenset()
+        sets = {found.key: found for found in self.inbox.receiver_sets()}
+        expected = sets.get(delivery.receiver_set)
+        mine = self.receivers().get(delivery.event)
+        if expected is None:  # not recorded: only its key is known
+            return frozenset({"(unknown receivers)"})
+        return expected.names - (mine.names if mine is not None else frozenset())
+
+    # -- liveness: deliveries that no live dispatcher can take ---------------------
+
+    def beat(self, *, force: bool = False) -> None:
+        """Say that a dispatcher with these receivers is alive (the sets it
+        :meth:`accepts <acceptable>`), at most once every :attr:`beat_interval`
+        unless ``force``."""
+        now = self.clock()
+        recent = self._beaten_at is not None and now - self._beaten_at < self.beat_interval
+        if recent and not force:
+            return
+        if force:
+            self._acceptable_at = -1e9  # the sets stored lately too
+        self.inbox.beat(self.acceptable(), every=self.beat_interval)
+        self._beaten_at = now
+
+    @property
+    def beat_interval(self) -> float:
+        """Seconds between two :meth:`beat`: a third of ``POSWEB_STRANDED_AFTER``,
+        at most a minute, so that a live dispatcher never looks gone."""
+        return min(60.0, self.policy.stranded_after / 3)
+
+    def strand(self) -> Stranding:
+        """Mark stranded the deliveries that have waited ``POSWEB_STRANDED_AFTER``
+        for receivers no live dispatcher has, and revive those whose receivers
+        are back (see :mod:`~flask_posweb.inbox.liveness`); log and signal them."""
+        # This dispatcher is alive, and may have sets stored since it last
+        # looked: said first, so that it never strands what it would take.
+        self.beat(force=True)
+        found = self.inbox.strand(self.policy.stranded_after)
+        waiting: collections.Counter[tuple[str, frozenset[str]]] = collections.Counter()
+        if found.stranded:
+            sets = {known.key: known for known in self.inbox.receiver_sets()}
+            mine = self.receivers()
+            with self.app.app_context():
+                for delivery in found.stranded:
+                    expected = sets.get(delivery.receiver_set or "")
+                    names = expected.names if expected is not None else frozenset()
+                    have = mine[delivery.event].names if delivery.event in mine else frozenset()
+                    waiting[delivery.event, names - have] += 1
+                    notify(
+                        signals.webhook_stranded,
+                        self.app,
+                        delivery_id=delivery.id,
+                        event_name=delivery.event,
+                        receivers=names,
+                        merchant=delivery.merchant,
+                    )
+        for (event, lacking), count in sorted(waiting.items(), key=lambda item: item[0][0]):
+            logger.error(
+                "%s %s %s stranded: %s waited %s for receivers no live dispatcher has (%s); "
+                "run them with this app's receivers: flask posweb replay --adopt --status stranded",
+                count,
+                event,
+                "delivery" if count == 1 else "deliveries",
+                "it" if count == 1 else "they",
+                human(self.policy.stranded_after),
+                ", ".join(sorted(lacking)) or "none missing here",
+            )
+        if found.revived:
+            logger.info(
+                "%s stranded %s due again: a dispatcher with their receivers is back",
+                found.revived,
+                "delivery" if found.revived == 1 else "deliveries",
+            )
+        return found
 
     def due_merchants(self) -> list[str | None]:
         """The merchants with deliveries due that this dispatcher may take, the
@@ -234,27 +321,42 @@ class Dispatcher:
         return None if delivery is None else self.run(delivery, owner)
 
     def replay(
-        self, delivery_ids: Sequence[int], *, on_each: Callable[[], None] | None = None
+        self,
+        delivery_ids: Sequence[int],
+        *,
+        adopt: bool = False,
+        on_each: Callable[[], None] | None = None,
     ) -> collections.Counter[str]:
         """Replay deliveries here and now: each is made due again
         (:data:`~flask_posweb.inbox.states.REPLAY`), then taken and dispatched
         in this process, in the app context.
 
+        :param adopt: the deliveries expect this app's receivers from now on
+            (see :meth:`~flask_posweb.Inbox.replay`): what runs a delivery
+            stranded by a deploy that renamed or removed a receiver.
         :param on_each: called after each delivery (a progress bar).
         :returns: how many ended in each status; ``busy`` for those another
-            dispatcher held, or whose receivers this app lacks.
+            dispatcher held, ``lacking receivers`` for those expecting
+            receivers this app does not have (adopt them).
         """
         owner, tally = new_owner("replay"), collections.Counter[str]()
+        sets = self.receivers().values() if adopt else ()
         for start in range(0, len(delivery_ids), 500):
             chunk = list(delivery_ids[start : start + 500])
-            self.inbox.replay(Filter(ids=chunk))
+            # Without adopt, one whose receivers this app lacks is left as it is.
+            expecting = None if adopt else self.acceptable()
+            self.inbox.replay(Filter(ids=chunk), adopt=sets, expecting=expecting)
             for delivery_id in chunk:
                 with self.app.app_context():
                     status = self.dispatch(delivery_id, owner)
-                tally[status or "busy"] += 1
+                tally[status or self._why_not_taken(delivery_id)] += 1
                 if on_each is not None:
                     on_each()
         return tally
+
+    def _why_not_taken(self, delivery_id: int) -> str:
+        delivery = self.inbox.get(delivery_id)
+        return "lacking receivers" if delivery and self.lacking_for(delivery) else "busy"
 
     # -- running ---------------------------------------------------------------------
 
@@ -498,6 +600,7 @@ def replay(
     state: _Hosting,
     delivery_ids: Sequence[int],
     *,
+    adopt: bool = False,
     on_each: Callable[[], None] | None = None,
 ) -> collections.Counter[str]:
     """Replay deliveries here and now (``flask posweb replay``, the log page):
@@ -505,10 +608,15 @@ def replay(
     taken and dispatched in this process, in the app context.
 
     :param state: the app's :class:`~flask_posweb.state.PosWebState`.
+    :param adopt: the deliveries expect this app's receivers from now on
+        (see :meth:`Dispatcher.replay`).
     :param on_each: called after each delivery (a progress bar).
     :returns: how many ended in each status; ``busy`` for those another
-        dispatcher held, or whose receivers this app lacks.
+        dispatcher held, ``lacking receivers`` for those whose receivers this
+        app does not have.
 
     .. versionadded:: 0.2
+    .. versionchanged:: 0.3
+        ``adopt``.
     """
-    return state.require_dispatcher().replay(delivery_ids, on_each=on_each)
+    return state.require_dispatcher().replay(delivery_ids, adopt=adopt, on_each=on_each)

@@ -85,6 +85,7 @@ class Runner:
         """Dispatch due deliveries until none is left (or ``limit``), merchants in
         turn; return how many."""
         dispatcher = self.dispatcher
+        dispatcher.beat()
         done = 0
         while limit is None or done < limit:
             merchants = dispatcher.due_merchants()
@@ -111,11 +112,13 @@ class Runner:
         return self.drain() if self._work is None else self._work(self)
 
     def housekeep(self, force: bool = False) -> dict[str, int]:
-        """Apply the retention rules, at most once per :data:`HOUSEKEEPING_INTERVAL`."""
+        """Apply the retention rules and mark the stranded deliveries (see
+        :meth:`.Dispatcher.strand`), at most once per :data:`HOUSEKEEPING_INTERVAL`."""
         if not force and time.monotonic() - self._housekept < HOUSEKEEPING_INTERVAL:
             return {}
         self._housekept = time.monotonic()
         dispatcher = self.dispatcher
+        dispatcher.strand()
         deleted = dispatcher.inbox.housekeep(dispatcher.policy.retention)
         if any(deleted.values()):
             logger.info(
@@ -164,7 +167,10 @@ def report_lacking(dispatcher: Dispatcher) -> list[str]:
         return []
     lines = [
         f"{count} {event} deliveries expect receivers this process lacks "
-        f"({', '.join(sorted(names))}); they are left for a dispatcher that has them."
+        f"({', '.join(sorted(names))}); they are left for a dispatcher that has them, "
+        "and marked stranded if none shows within POSWEB_STRANDED_AFTER (to run them "
+        "with this app's receivers: flask posweb replay --adopt "
+        f"--status pending --status failed --event {event})."
         for event, names, count in lacking
     ]
     for line in lines:

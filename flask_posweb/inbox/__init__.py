@@ -22,6 +22,7 @@ from .records import Delivery
 from .records import MerchantSummary
 from .records import ReceiverSet
 from .records import Retention
+from .records import Stranding
 from .records import utcnow
 from .states import DISPATCHABLE
 from .states import STATUSES
@@ -47,6 +48,7 @@ __all__ = [
     "ReceiverSet",
     "Retention",
     "Status",
+    "Stranding",
     "utcnow",
 ]
 

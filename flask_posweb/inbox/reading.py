@@ -182,11 +182,12 @@ class Reading:
             sa.func.count().filter(due),
             sa.func.min(D.next_attempt_at).filter(due),
         ).where(inbox, WAITING)
-        dead = sa.select(sa.func.count()).where(inbox, UNUSUAL, D.status == "dead")
-        row = self.database.read(
-            sa.select(*waiting.subquery().c, dead.scalar_subquery())
-        ).one()
-        return Backlog(*row)
+        dead, stranded = (
+            sa.select(sa.func.count()).where(inbox, UNUSUAL, D.status == status).scalar_subquery()
+            for status in ("dead", "stranded")
+        )
+        row = self.database.read(sa.select(*waiting.subquery().c, dead, stranded)).one()
+        return Backlog._make(row)
 
     def attempts(self, delivery_id: int) -> list[Attempt]:
         """Every receiver call of a delivery, oldest first."""

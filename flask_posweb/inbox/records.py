@@ -21,6 +21,7 @@ __all__ = [
     "MerchantSummary",
     "ReceiverSet",
     "Retention",
+    "Stranding",
     "utcnow",
 ]
 
@@ -188,10 +189,24 @@ class Backlog(t.NamedTuple):
     oldest_due: dt.datetime | None
     #: Dead deliveries (every attempt failed): they wait for an operator's replay.
     dead: int
+    #: Stranded deliveries: they wait for receivers no live dispatcher has (adopt them).
+    stranded: int
 
     def lag(self, now: dt.datetime) -> float:
         """Seconds the delivery due longest has waited since it became due (0: none)."""
         return 0.0 if self.oldest_due is None else max(0.0, (now - self.oldest_due).total_seconds())
+
+
+class Stranding(t.NamedTuple):
+    """What one pass of :meth:`~flask_posweb.Inbox.strand` did.
+
+    .. versionadded:: 0.3
+    """
+
+    #: The deliveries it marked stranded (their rows as they are now).
+    stranded: list[Delivery]
+    #: How many stranded deliveries it made pending again.
+    revived: int
 
 
 class MerchantSummary(t.NamedTuple):

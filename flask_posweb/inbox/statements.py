@@ -335,6 +335,9 @@ def _register_statement(dialect: sa.Dialect, now: sa.ColumnElement[dt.datetime])
             event=bound("event"),
             receivers=bound("receivers", type_=receiver_sets.c.receivers.type),
             first_seen=now,
+            # Stored by an app that has them: live (the app's dispatchers say so
+            # from then on, see liveness.py).
+            last_seen=now,
         )
         .on_conflict_do_nothing(index_elements=["key"])
     )

@@ -10,7 +10,10 @@ In short: a delivery is stored ``pending`` (or refused, ``rejected``); a
 dispatch ends it ``processed``, ``failed`` (retried with backoff), ``dead``
 (no attempt left), ``unhandled`` (nobody subscribes) or ``rejected`` (no
 longer valid). Only a replay moves a finished delivery; a repeat from DealPOS
-retries a failed one.
+retries a failed one. A waiting delivery that no live dispatcher can take (its
+receivers were renamed or removed by a deploy) is ``stranded`` after a while,
+and ``pending`` again when a dispatcher that has them is back, or when an
+operator adopts it for the receivers deployed now (a replay with ``--adopt``).
 
 .. versionadded:: 0.2
 """
@@ -26,6 +29,8 @@ __all__ = [
     "DISPATCH_OUTCOMES",
     "REPEAT",
     "REPLAY",
+    "REVIVE",
+    "STRAND",
     "STATUSES",
     "TERMINAL",
     "TRANSITIONS",
@@ -35,21 +40,34 @@ __all__ = [
     "mermaid",
 ]
 
-Status = t.Literal["pending", "failed", "processed", "dead", "unhandled", "rejected"]
+Status = t.Literal[
+    "pending", "failed", "stranded", "processed", "dead", "unhandled", "rejected"
+]
 STATUSES: tuple[Status, ...] = t.get_args(Status)
 
 #: Statuses a dispatcher may take: due now or later, never finished.
 DISPATCHABLE: tuple[Status, ...] = ("pending", "failed")
+#: What a dispatcher does not take, and retention never deletes: a delivery
+#: that has waited longer than ``POSWEB_STRANDED_AFTER`` for receivers that no
+#: live dispatcher has (see :mod:`.liveness`).
+STRAND: Mapping[Status, Status] = {"pending": "stranded", "failed": "stranded"}
+#: A dispatcher that has a stranded delivery's receivers is live again (old code
+#: back after a rollback, or its workers after an outage): it is due at once.
+REVIVE: Mapping[Status, Status] = {"stranded": "pending"}
+
 #: Statuses nothing moves on its own: only a replay does. Retention deletes these only.
 TERMINAL: tuple[Status, ...] = ("processed", "dead", "unhandled", "rejected")
 
 #: What an operator's replay does (``flask posweb replay``, the log page). Every
 #: replay gives a fresh attempt budget; a processed or unhandled delivery runs
 #: every receiver again (a new generation), a failed or dead one only those
-#: that have not succeeded, a rejected one is validated again.
+#: that have not succeeded, a rejected one is validated again. A replay with
+#: ``--adopt`` moves the same way, and the delivery expects the receivers of
+#: the app that adopts it from then on: what a stranded delivery needs.
 REPLAY: Mapping[Status, Status] = {
     "pending": "pending",
     "failed": "failed",
+    "stranded": "pending",
     "processed": "pending",
     "dead": "failed",
     "unhandled": "pending",
@@ -76,7 +94,7 @@ class Transition:
     source: Status | None
     target: Status
     #: What moves it: ``store``, ``refuse``, an outcome of a dispatch
-    #: (:data:`DISPATCH_OUTCOMES`), ``replay`` or ``repeat``.
+    #: (:data:`DISPATCH_OUTCOMES`), ``strand``, ``revive``, ``replay`` or ``repeat``.
     trigger: str
 
 
@@ -112,6 +130,8 @@ TRANSITIONS: tuple[Transition, ...] = (
         for source in DISPATCHABLE
         for trigger, target in DISPATCH_OUTCOMES.items()
     ),
+    *(Transition(source, target, "strand") for source, target in STRAND.items()),
+    *(Transition(source, target, "revive") for source, target in REVIVE.items()),
     *(Transition(source, target, "replay") for source, target in REPLAY.items()),
     *(Transition(source, target, "repeat") for source, target in REPEAT.items()),
 )

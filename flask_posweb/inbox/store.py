@@ -32,6 +32,7 @@ from .deadline import Deadline
 from .duplicates import Scope
 from .filters import Filter
 from .housekeeping import Housekeeping
+from .liveness import Liveness
 from .reading import Reading
 from .records import Admission
 from .records import Attempt
@@ -47,7 +48,7 @@ from .tables import deliveries
 __all__ = ["Inbox"]
 
 
-class Inbox(Reading, Housekeeping):
+class Inbox(Reading, Housekeeping, Liveness):
     """Deliveries in an SQL database (SQLite or PostgreSQL), via SQLAlchemy Core.
 
     :param database: see :class:`~.database.Database`; :meth:`from_url` makes one.
@@ -419,15 +420,51 @@ class Inbox(Reading, Housekeeping):
         )
         return sorted((row.id, row.merchant or None) for row in rows)
 
-    def replay(self, which: Filter) -> int:
+    def replay(
+        self,
+        which: Filter,
+        *,
+        adopt: Iterable[ReceiverSet] = (),
+        expecting: Iterable[str] | None = None,
+    ) -> int:
         """Make the chosen deliveries due again as replays (:data:`.states.REPLAY`);
-        returns how many. Deliveries a dispatcher holds are left alone."""
-        statement = (
-            deliveries.update()
-            .where(D.inbox == bound("inbox"), *where(which), free(self.clock))
-            .values(self._sql.replay_values)
-        )
-        return self.database.write(lambda c: c.execute(statement, self.database.values()).rowcount)
+        returns how many. Deliveries a dispatcher holds are left alone.
+
+        :param expecting: only those expecting one of these receiver sets
+            (keys): those whose receivers the replaying app has.
+        :param adopt: the receivers of the app that adopts them, one set per
+            event: the chosen deliveries of those events expect these from now
+            on (a stranded delivery's receivers were renamed or removed).
+            Receivers that succeeded in this generation under the same name are
+            not run again; every other one of the set runs once.
+
+        .. versionchanged:: 0.3
+            ``adopt``.
+        """
+        sets = {found.event: found for found in adopt}
+        values: dict[str, t.Any] = dict(self._sql.replay_values)
+        clauses = [D.inbox == bound("inbox"), *where(which), free(self.clock)]
+        if expecting is not None:
+            keys = list(expecting)
+            clauses.append(sa.or_(D.receiver_set.is_(None), D.receiver_set.in_(keys)))
+        if sets:
+            values["receiver_set"] = sa.case(
+                {event: found.key for event, found in sets.items()}, value=D.event
+            )
+            clauses.append(D.event.in_(list(sets)))
+        statement = deliveries.update().where(*clauses).values(values)
+
+        def run(connection: sa.Connection) -> int:
+            for found in sets.values():
+                connection.execute(
+                    self._sql.register,
+                    self.database.values(
+                        key=found.key, event=found.event, receivers=sorted(found.names)
+                    ),
+                )
+            return int(connection.execute(statement, self.database.values()).rowcount)
+
+        return self.database.write(run)
 
     def hurry(self, which: Filter) -> int:
         """Make the chosen failed deliveries due now instead of after their

@@ -169,6 +169,9 @@ receiver_sets = sa.Table(
     sa.Column("event", sa.String(80), nullable=False),
     sa.Column("receivers", sa.JSON(), nullable=False),
     sa.Column("first_seen", sa.DateTime(), nullable=False),
+    # When a dispatcher that has every one of these receivers was last alive
+    # (see liveness.py): deliveries no live dispatcher can take are stranded.
+    sa.Column("last_seen", sa.DateTime(), nullable=True),
 )
 
 #: Loyalty answers remembered so that an order is rewarded once (not deliveries:
