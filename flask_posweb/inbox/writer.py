@@ -283,7 +283,11 @@ class _Channel:
                     self._bound(connection, deadline)
                     yield connection
             except BaseException:
-                self.close()  # whatever failed may have left it unusable
+                # Whatever failed may have left it unusable, and a connection
+                # that is fine may still be one made while the server refused
+                # writes (PostgreSQL keeps a session's default_transaction_read_only
+                # for its life): discarded, not handed back to the pool.
+                self.close(discard=True)
                 raise
 
     def _bound(self, connection: sa.Connection, deadline: Deadline) -> None:
@@ -308,10 +312,13 @@ class _Channel:
             self._connection = self.engine.connect()
         return self._connection
 
-    def close(self) -> None:
+    def close(self, *, discard: bool = False) -> None:
+        """Let go of the kept connection (``discard``: not back to the pool)."""
         connection, self._connection = self._connection, None
         if connection is not None and self._pid == os.getpid():
             with contextlib.suppress(Exception):
+                if discard:
+                    connection.invalidate()
                 connection.close()
 
 
