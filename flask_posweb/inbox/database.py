@@ -146,8 +146,15 @@ class Database:
     # -- the layout ------------------------------------------------------------------
 
     def revision(self) -> str | None:
-        """The store's layout revision (``None``: no tables yet)."""
+        """The store's layout revision (``None``: no tables yet). A connection
+        found dead (a restarted server) is replaced, and it is read once more,
+        as :meth:`read` does: a probe must not fail on a connection the pool kept."""
         with self.translated(current=False):
+            try:
+                return self.layout.current()
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
             return self.layout.current()
 
     def head(self) -> str:

@@ -10,9 +10,11 @@ inbox's own writer, so a read-only SQLite folder, a PostgreSQL in
 would). The backlog is reported, never judged: a queue that grows is for
 alerts, not for a load balancer, which would only take the web nodes away.
 
-The checks share one :class:`~.deadline.Deadline`, ``POSWEB_DATABASE_TIMEOUT``:
-the write waits by what is left of it, and a check that would start after it
-passed is not run. The first read is bounded by the driver's own timeouts
+The checks share one :class:`~.deadline.Deadline`, ``POSWEB_DATABASE_TIMEOUT``,
+and run in this order: the revision, then the backlog (reads: snapshots that
+never wait for a writer), then the write, which waits by what is left (all
+of it, when someone else holds the lock); a check that would start after the
+deadline is not run. The first read is bounded by the driver's own timeouts
 (connect, busy wait), which are set to the same value (see :mod:`.engines`);
 when it fails the store is unreachable, and nothing else is tried.
 
@@ -39,7 +41,7 @@ if t.TYPE_CHECKING:
 __all__ = ["CHECKS", "Failure", "Health", "StoreHealth", "check_health"]
 
 #: The checks, in the order they run; a failure names one of them.
-CHECKS = ("reachable", "current", "writable", "backlog")
+CHECKS = ("reachable", "current", "backlog", "writable")
 
 #: Said of a check that the deadline left no time for.
 NO_TIME = "Not checked: POSWEB_DATABASE_TIMEOUT passed first."
@@ -169,12 +171,14 @@ def check_health(inbox: Inbox | None) -> Health:
             "run 'flask posweb db upgrade'."
         )
         return _report(inbox, True, revision, found, failures)
+    # The read first: a snapshot, which never waits for a writer; the write
+    # then waits by what is left (a lock held by someone else: all of it).
+    found["backlog"] = _check(failures, "backlog", deadline, inbox.backlog)
     found["writable"] = _check(failures, "writable", deadline, lambda: _touch(inbox, deadline))
     if found["writable"] is None and failures["writable"].reason != NO_TIME:
         found["writable"] = False  # tried, and refused
-    if revision is None and found["writable"]:
-        revision = database.head()  # the write created the layout, at the head
-    found["backlog"] = _check(failures, "backlog", deadline, inbox.backlog)
+    if revision is None and (found["writable"] or found["backlog"] is not None):
+        revision = database.head()  # the first use created the layout, at the head
     return _report(inbox, True, revision, found, failures)
 
 
