@@ -27,12 +27,8 @@ import dataclasses
 import datetime as dt
 import typing as t
 
-import sqlalchemy as sa
-
 from ..exceptions import StoreError
 from .deadline import Deadline
-from .migrations import VERSION_TABLE
-from .migrations import StoreOutdatedError
 from .records import Backlog
 
 if t.TYPE_CHECKING:
@@ -45,10 +41,6 @@ CHECKS = ("reachable", "current", "backlog", "writable")
 
 #: Said of a check that the deadline left no time for.
 NO_TIME = "Not checked: POSWEB_DATABASE_TIMEOUT passed first."
-
-_VERSION = sa.table(VERSION_TABLE, sa.column("version_num"))
-#: A write that changes nothing, yet takes the write lock and commits.
-_TOUCH = sa.update(_VERSION).values(version_num=_VERSION.c.version_num)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,9 +175,17 @@ def check_health(inbox: Inbox | None) -> Health:
 
 
 def _touch(inbox: Inbox, deadline: Deadline) -> bool:
-    """Commit a write transaction that changes nothing (creating the layout of
-    an empty database first, as any first write does)."""
-    inbox.database.write(lambda connection: connection.execute(_TOUCH), deadline)
+    """Commit a write transaction that changes nothing, yet takes the write
+    lock and commits (creating the layout of an empty database first, as any
+    first write does)."""
+    # Here, not at the top: the CLI imports this module in apps without an inbox.
+    import sqlalchemy as sa
+
+    from .migrations import VERSION_TABLE
+
+    version = sa.table(VERSION_TABLE, sa.column("version_num"))
+    touch = sa.update(version).values(version_num=version.c.version_num)
+    inbox.database.write(lambda connection: connection.execute(touch), deadline)
     return True
 
 
@@ -207,8 +207,7 @@ def _check(
 
 
 def _failure(exc: StoreError) -> Failure:
-    if isinstance(exc, StoreOutdatedError):  # its message is the command to run
-        return Failure(str(exc))
+    # No reason for an outdated store: its message is the command to run.
     return Failure(str(exc), exc.reason)
 
 

@@ -26,6 +26,7 @@ from flask import request
 from flask.blueprints import BlueprintSetupState
 
 from ..exceptions import NotFoundError
+from ..inbox.health import check_health
 from ..state import get_state
 from .throttle import exempt_from_app_limits
 
@@ -49,8 +50,6 @@ def health() -> Response:
     state = get_state()
     if not state.settings.health:
         raise NotFoundError(request.path)
-    from ..inbox.health import check_health  # with the inbox only: SQLAlchemy
-
     report = check_health(state.inbox)
     response = jsonify(report.as_json())
     # A probe's answer is about now: no cache may keep it.
