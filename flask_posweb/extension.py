@@ -36,6 +36,7 @@ from .loyalty.views import register_loyalty_views
 from .openapi.views import register_openapi
 from .state import PosWebState
 from .state import get_state
+from .web.health import register_health
 from .web.throttle import warn_if_unthrottled
 from .web.views import exempt_from_app_csrf
 from .web.views import register_webhooks
@@ -90,6 +91,7 @@ class PosWeb:
         register_webhooks(bp)
         register_loyalty_views(bp, self.loyalty)
         register_openapi(bp)
+        register_health(bp)
         bp.record_once(self._registered)
         return bp
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
+from .check import check_command
 from .common import PosWebGroup
 from .common import parse_moment
 from .db import db
@@ -35,6 +36,7 @@ COMMANDS = (
     show_command,
     replay_command,
     prune_command,
+    check_command,
     db,
 )
 
@@ -44,7 +46,7 @@ def register_commands(bp: Blueprint) -> None:
     bp.cli = PosWebGroup(
         help=(
             "DealPOS webhooks: URLs to paste, test deliveries, the inbox and its worker, "
-            "the OpenAPI description."
+            "its health, the OpenAPI description."
         )
     )
     for command in COMMANDS:

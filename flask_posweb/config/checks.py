@@ -24,6 +24,7 @@ from .defaults import RETENTION_KEYS
 __all__ = [
     "database_url",
     "duration",
+    "flag",
     "number",
     "pairs",
     "strings",
@@ -44,6 +45,15 @@ def warn_unknown(config: Config) -> None:
             close = difflib.get_close_matches(key.removeprefix("POSWEB_"), known, n=1)
             hint = f"; did you mean {known[close[0]]!r}?" if close else ""
             warnings.warn(f"Unknown setting {key!r}{hint}", PosWebWarning, stacklevel=5)
+
+
+def flag(config: Config, key: str) -> bool:
+    """A switch: ``True`` or ``False``. A string is refused: ``"false"`` from an
+    environment variable would turn it on."""
+    value = config[key]
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{key} must be True or False, not {value!r}.")
+    return value
 
 
 def number(config: Config, key: str) -> float:

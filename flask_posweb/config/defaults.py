@@ -72,6 +72,11 @@ DEFAULTS: dict[str, t.Any] = {
     #: without credentials (it describes the endpoints, it receives nothing). Needs
     #: the ``openapi`` extra. ``flask posweb openapi`` writes it either way.
     "POSWEB_OPENAPI": False,
+    #: Serve ``GET <prefix>/health`` (below the prefix's fixed part: ``/dealpos/health``
+    #: for ``/dealpos/<merchant>``): whether the store is reachable, writable and
+    #: current, and its backlog, for load balancers and probes; 200 or 503. Without
+    #: credentials: it shows figures only. ``flask posweb check`` runs it either way.
+    "POSWEB_HEALTH": False,
     #: Keep every delivery in the inbox before answering 200. ``False`` runs
     #: receivers in the request and answers 500 when one fails.
     "POSWEB_INBOX": True,

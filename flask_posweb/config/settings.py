@@ -85,6 +85,8 @@ class Settings:
     strict_presence: bool
     #: Serve the OpenAPI description (``POSWEB_OPENAPI``).
     openapi: bool
+    #: Serve the health URL (``POSWEB_HEALTH``).
+    health: bool
     inbox: bool
     #: ``None``: a private temporary inbox (``TESTING``).
     database_url: str | None
@@ -157,6 +159,7 @@ def read_settings(
         max_header_bytes=int(checks.number(config, "POSWEB_MAX_HEADER_BYTES")),
         strict_presence=bool(config["POSWEB_STRICT_PRESENCE"]),
         openapi=_openapi(config),
+        health=checks.flag(config, "POSWEB_HEALTH"),
         inbox=inbox,
         database_url=(
             checks.database_url(config["POSWEB_DATABASE_URL"], instance_path, testing)

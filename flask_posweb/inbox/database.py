@@ -32,6 +32,7 @@ from .deadline import Deadline
 from .engines import Engines
 from .engines import create_engines
 from .engines import driver_reason
+from .migrations import VERSION_TABLE
 from .migrations import Layout
 from .migrations import head
 from .writer import Done
@@ -146,8 +147,15 @@ class Database:
     # -- the layout ------------------------------------------------------------------
 
     def revision(self) -> str | None:
-        """The store's layout revision (``None``: no tables yet)."""
+        """The store's layout revision (``None``: no tables yet). A connection
+        found dead (a restarted server) is replaced, and it is read once more,
+        as :meth:`read` does: a probe must not fail on a connection the pool kept."""
         with self.translated(current=False):
+            try:
+                return self.layout.current()
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
             return self.layout.current()
 
     def head(self) -> str:
@@ -182,6 +190,17 @@ class Database:
         """
         with self.translated():
             return self.writer.write(operation, deadline or Deadline(self.timeout), durable=durable)
+
+    def touch(self, deadline: Deadline | None = None) -> None:
+        """Commit a write that changes nothing, yet takes the write lock and
+        commits as a delivery does (the layout of an empty database is made
+        first, as by any first write): whether the store takes writes now.
+
+        :raises StoreError: it does not.
+        """
+        version = sa.table(VERSION_TABLE, sa.column("version_num"))
+        touch = sa.update(version).values(version_num=version.c.version_num)
+        self.write(lambda connection: connection.execute(touch), deadline)
 
     def execute(
         self,

@@ -29,7 +29,14 @@ from ..exceptions import OAuthError
 from ..exceptions import TooManyRequestsError
 from ..state import PosWebState
 
-__all__ = ["MerchantLimit", "Throttle", "merchant_limit", "token_throttle", "warn_if_unthrottled"]
+__all__ = [
+    "MerchantLimit",
+    "Throttle",
+    "exempt_from_app_limits",
+    "merchant_limit",
+    "token_throttle",
+    "warn_if_unthrottled",
+]
 
 logger = logging.getLogger("flask_posweb")
 
@@ -98,6 +105,14 @@ def merchant_limit(state: PosWebState) -> MerchantLimit | None:
 def _limiter(app: Flask) -> t.Any | None:
     found = app.extensions.get("limiter")
     return next(iter(found), None) if found else None
+
+
+def exempt_from_app_limits(app: Flask, view: t.Callable[..., t.Any]) -> None:
+    """Keep the host's own limits (a Flask-Limiter's ``default_limits``) off
+    ``view``: a probe asks every few seconds from the same few addresses, and
+    a 429 would take the node out of service. Idempotent (a set of names)."""
+    for limiter in app.extensions.get("limiter") or ():
+        limiter.exempt(view)
 
 
 def token_throttle(state: PosWebState) -> Throttle | None:

@@ -54,9 +54,11 @@ from .guard import SENDER
 from .guard import authenticated_post
 from .guard import read_body
 from .guard import token_audience
+from .health import health
 from .receiving import receive
 from .routes import TOKEN_URL
 from .routes import nearest_route
+from .throttle import exempt_from_app_limits
 from .throttle import token_throttle
 
 __all__ = ["register_webhooks", "webhook_view"]
@@ -236,7 +238,8 @@ def before_any_request() -> BaseResponse | None:
     - starts the background dispatcher in this process if it does not run (the
       first request after a start or a fork; see :mod:`~flask_posweb.dispatch.runner`);
     - for a request to the webhooks, lets it past an app-wide ``CSRFProtect``
-      set up after the extension (idempotent: Flask-WTF keeps a set);
+      set up after the extension (idempotent: Flask-WTF keeps a set), and a
+      probe past the host's Flask-Limiter limits;
     - answers in JSON a request under the blueprint's prefix that matched no
       route: routing errors never reach a blueprint's error handlers, and
       Flask's own are HTML pages.
@@ -246,6 +249,9 @@ def before_any_request() -> BaseResponse | None:
         state.dispatch.ensure_running()
     if request.blueprint in state.mounts:
         exempt_from_app_csrf(state.app, state.blueprint)
+        if state.app.view_functions.get(request.endpoint or "") is health:
+            # A Limiter set up after the blueprint: its check runs after this hook.
+            exempt_from_app_limits(state.app, health)
     failed = request.routing_exception
     if failed is None or not answers_for(state, request.path):
         return None
