@@ -186,7 +186,7 @@ class Reading:
         row = self.database.read(
             sa.select(*waiting.subquery().c, dead.scalar_subquery())
         ).one()
-        return Backlog(*row)
+        return Backlog._make(row)
 
     def attempts(self, delivery_id: int) -> list[Attempt]:
         """Every receiver call of a delivery, oldest first."""
