@@ -218,6 +218,22 @@ class PosWeb:
         if state.settings.dashboard is not None:
             # One page for every merchant: below the prefix's fixed part.
             register_dashboard(state, prefix.partition("<")[0])
+        if state.settings.metrics_path is not None:
+            _register_exposition(state, prefix.partition("<")[0] + state.settings.metrics_path)
+
+
+def _register_exposition(state: PosWebState, path: str) -> None:
+    """Serve the Prometheus exposition at ``path`` (one for every merchant)."""
+    from .metrics.prometheus import exposition  # prometheus_client: only when served
+
+    inbox = state.inbox
+
+    def metrics() -> t.Any:
+        """The app's metrics, for Prometheus to scrape (``POSWEB_METRICS_PATH``)."""
+        return exposition(inbox)
+
+    path = "/" + path.strip("/")
+    state.app.add_url_rule(path, "posweb_metrics", metrics, methods=["GET"])
 
 
 def _check_prefix(prefix: str, state: PosWebState) -> None:

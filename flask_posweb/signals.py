@@ -33,6 +33,13 @@ webhook_rejected = namespace.signal(
     "(the :class:`~flask_posweb.exceptions.WebhookError`), ``delivery_id`` (``None`` "
     "when it was not stored).",
 )
+webhook_repeated = namespace.signal(
+    "webhook_repeated",
+    doc="A delivery repeated one stored already (DealPOS's retry, or a duplicate "
+    "within ``POSWEB_DUPLICATE_WINDOW``) and was answered ``200`` without being "
+    "stored or dispatched again. Keywords: ``event_name``, ``delivery_id`` (the "
+    "stored one's).",
+)
 webhook_incomplete = namespace.signal(
     "webhook_incomplete",
     doc="A delivery lacked fields its documentation marks required and was accepted "
@@ -52,6 +59,13 @@ webhook_dead = namespace.signal(
     "webhook_dead",
     doc="A delivery failed ``POSWEB_MAX_ATTEMPTS`` times and will not be retried "
     "again (replay it by hand). Keywords: ``event``, ``failed`` (receiver names).",
+)
+webhook_dispatched = namespace.signal(
+    "webhook_dispatched",
+    doc="A dispatch of a stored delivery ended and its outcome was recorded "
+    "(processed, failed, unhandled, dead or rejected). Keyword: ``outcome`` (an "
+    ":class:`~flask_posweb.dispatch.outcomes.Outcome`: delivery id, event, merchant, "
+    "status, attempts, duration, receivers).",
 )
 
 webhook_stranded = namespace.signal(
@@ -93,11 +107,13 @@ EXTRA: tuple[str, ...] = ("merchant",)
 KEYWORDS: dict[str, tuple[str, ...]] = {
     "webhook_received": ("event",),
     "webhook_rejected": ("event_name", "error", "delivery_id"),
+    "webhook_repeated": ("event_name", "delivery_id"),
     "webhook_incomplete": ("event", "missing"),
     "webhook_processed": ("event",),
     "receiver_failed": ("event", "receiver", "error"),
     "webhook_dead": ("event", "failed"),
     "webhook_stranded": ("delivery_id", "event_name", "receivers"),
+    "webhook_dispatched": ("outcome",),
     "loyalty_requested": ("call",),
     "loyalty_answered": ("call", "status", "answer", "replayed"),
     "loyalty_failed": ("call", "error"),

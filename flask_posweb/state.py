@@ -31,6 +31,8 @@ from .dispatch.modes import MODES
 from .dispatch.modes import Mode
 from .dispatch.service import Dispatch
 from .exceptions import ConfigurationError
+from .metrics import Metrics
+from .metrics import backend
 
 if t.TYPE_CHECKING:
     from .inbox import Inbox
@@ -77,6 +79,17 @@ class PosWebState:
                 _mode(settings.dispatch),
                 background=not settings.testing,
             )
+        #: The app's metrics; ``None`` when ``POSWEB_METRICS`` is empty.
+        self.metrics: Metrics | None = None
+        if settings.metrics:
+            self.metrics = Metrics(
+                app,
+                [backend(name) for name in settings.metrics],
+                merchants=settings.metrics_merchants,
+                mounts=lambda: self.mounts,
+            )
+            if self.inbox is not None:
+                self.metrics.watch(self.inbox)
 
     # -- where the blueprint is --------------------------------------------------------
 
@@ -158,6 +171,8 @@ class PosWebState:
 
     def close(self) -> None:
         """Stop the background dispatcher and close the inbox's connections."""
+        if self.metrics is not None:
+            self.metrics.close()
         if self.dispatch is not None:
             self.dispatch.close()
         if self.inbox is not None:

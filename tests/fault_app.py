@@ -95,6 +95,8 @@ def create_app() -> Flask:
         POSWEB_RETRY_AFTER=3,
         POSWEB_CELERY_REQUEUE_AFTER=float(os.environ.get("FAULT_REQUEUE_AFTER", "5")),
     )
+    if os.environ.get("FAULT_METRICS"):  # tests/test_telemetry.py scrapes <prefix>/metrics
+        app.config.update(POSWEB_METRICS=["prometheus"], POSWEB_METRICS_PATH="/metrics")
     app.register_blueprint(posweb.blueprint, url_prefix="/dealpos")
     if app.config["POSWEB_DISPATCH"] == "celery":  # set up after the blueprint, as users may
         app.config.update(

@@ -157,6 +157,20 @@ DEFAULTS: dict[str, t.Any] = {
     #: Longest received-time range a text search of the log page may scan: it
     #: reads every body in the range (duration).
     "POSWEB_DASHBOARD_SEARCH_RANGE": "7d",
+    #: Where this app's metrics go: ``"opentelemetry"`` (the host's meter
+    #: provider; the ``otel`` extra), ``"prometheus"`` (prometheus_client's
+    #: registry; the ``prometheus`` extra), both, or none (``[]``). Spans need no
+    #: setting: they follow the host's tracer provider. See :doc:`telemetry`.
+    "POSWEB_METRICS": [],
+    #: Serve the Prometheus exposition at ``<prefix>`` + this path (``"/metrics"``):
+    #: ``GET``, without credentials (keep it off the public network). ``None``: not
+    #: served (the host exposes the registry itself). Needs ``"prometheus"`` in
+    #: ``POSWEB_METRICS``.
+    "POSWEB_METRICS_PATH": None,
+    #: Merchants that get a label value of their own in the metrics, first come
+    #: first served per process; later ones are counted as ``"other"``. ``0``: no
+    #: merchant label (every series is the app's).
+    "POSWEB_METRICS_MERCHANTS": 0,
 }
 
 #: Keys whose value must say its unit.

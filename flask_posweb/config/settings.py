@@ -29,6 +29,13 @@ from . import checks
 __all__ = ["DashboardSettings", "Dispatch", "Settings", "read_settings"]
 
 Dispatch = t.Literal["inline", "thread", "worker", "celery"]
+Metrics = t.Literal["opentelemetry", "prometheus"]
+
+#: The package each metrics backend needs, and its extra.
+_METRICS_PACKAGES: dict[str, tuple[str, str]] = {
+    "opentelemetry": ("opentelemetry", "otel"),
+    "prometheus": ("prometheus_client", "prometheus"),
+}
 
 #: Slash-separated segments of unreserved URL characters: ``/log``, ``/ops/deliveries``.
 _PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
@@ -108,6 +115,12 @@ class Settings:
     loyalty_time_budget: float
     #: The delivery log page; ``None`` when it is off.
     dashboard: DashboardSettings | None
+    #: Where metrics go (``POSWEB_METRICS``): ``opentelemetry``, ``prometheus``.
+    metrics: tuple[Metrics, ...]
+    #: Below the prefix, where the Prometheus exposition is served; ``None``: not served.
+    metrics_path: str | None
+    #: Merchants with a label value of their own; 0: no merchant label.
+    metrics_merchants: int
     testing: bool
 
     @property
@@ -190,8 +203,45 @@ def read_settings(
         celery_relay=bool(config["POSWEB_CELERY_RELAY"]),
         loyalty_time_budget=checks.duration(config, "POSWEB_LOYALTY_TIME_BUDGET"),
         dashboard=_dashboard(config, inbox=inbox),
+        **_metrics(config),
         testing=testing,
     )
+
+
+def _metrics(config: c.Mapping[str, t.Any]) -> dict[str, t.Any]:
+    """The metrics settings; fail at setup when a backend's package is missing."""
+    backends = tuple(dict.fromkeys(checks.strings("POSWEB_METRICS", config["POSWEB_METRICS"])))
+    for backend in backends:
+        if backend not in _METRICS_PACKAGES:
+            raise ConfigurationError(
+                f"POSWEB_METRICS knows 'opentelemetry' and 'prometheus', not {backend!r}."
+            )
+        package, extra = _METRICS_PACKAGES[backend]
+        if importlib.util.find_spec(package) is None:
+            raise ConfigurationError(
+                f"POSWEB_METRICS = [{backend!r}] needs {package}: "
+                f"pip install 'Flask-PosWeb[{extra}]'."
+            )
+    path = config["POSWEB_METRICS_PATH"]
+    if path is not None:
+        if not isinstance(path, str) or not _PATH.fullmatch(path.rstrip("/")):
+            raise ConfigurationError(
+                f"POSWEB_METRICS_PATH must be a path below the prefix such as '/metrics', "
+                f"not {path!r}."
+            )
+        if "prometheus" not in backends:
+            raise ConfigurationError(
+                "POSWEB_METRICS_PATH serves the Prometheus metrics: add 'prometheus' to "
+                "POSWEB_METRICS."
+            )
+        path = path.rstrip("/")
+    merchants = config["POSWEB_METRICS_MERCHANTS"]
+    if isinstance(merchants, bool) or not isinstance(merchants, int) or merchants < 0:
+        raise ConfigurationError(
+            f"POSWEB_METRICS_MERCHANTS must be a number of merchants (0: no merchant "
+            f"label), not {merchants!r}."
+        )
+    return {"metrics": backends, "metrics_path": path, "metrics_merchants": merchants}
 
 
 def _openapi(config: c.Mapping[str, t.Any]) -> bool:

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 
 from .. import signals
+from .. import tracing
 from ..durations import human
 from ..events import EVENTS
 from ..events import WebhookEvent
@@ -53,6 +54,8 @@ from ..inbox import Status
 from ..inbox import Stranding
 from ..inbox import states
 from ..payload import validated
+from .outcomes import Outcome
+from .outcomes import report
 from .owners import new_owner
 from .receivers import call_receivers
 from .receivers import named_receivers
@@ -381,14 +384,32 @@ class Dispatcher:
             or ``None`` when the lease was lost (the dispatcher that took over
             records the outcome).
         """
+        started = time.perf_counter()  # the outcome's duration: validation and receivers
+        attributes = tracing.messaging("process", delivery.event, delivery.id, delivery.merchant)
+        with tracing.span(f"process {delivery.event}", attributes, "consumer") as span:
+            status = self._run(delivery, owner, data, missing, defer=defer, started=started)
+            span.set("posweb.status", status)
+        return status
+
+    def _run(
+        self,
+        delivery: Delivery,
+        owner: str,
+        data: dict[str, t.Any] | None,
+        missing: t.Sequence[str],
+        *,
+        defer: bool,
+        started: float,
+    ) -> Status | None:
         event_type = EVENTS.get(delivery.event)
         if event_type is None:
-            return self._reject(delivery, owner, {"_event": [f"Unknown event {delivery.event!r}."]})
+            errors = {"_event": [f"Unknown event {delivery.event!r}."]}
+            return self._reject(delivery, owner, errors, started)
         if data is None:
             try:
                 loaded = validated(event_type, delivery.raw, strict=self.policy.strict_presence)
             except WebhookError as exc:
-                return self._reject(delivery, owner, exc.stored_errors())
+                return self._reject(delivery, owner, exc.stored_errors(), started)
             data, missing = loaded
         event = webhook_event(delivery, data, missing)
         receivers = named_receivers(event_type.signal, self.app)
@@ -411,12 +432,14 @@ class Dispatcher:
             max_attempts=self.policy.max_attempts,
         )
         retry_in = self.backoff(delivery.attempts) if status == "failed" else None
+        duration = time.perf_counter() - started
         if defer:
             until = self.clock() + self.policy.lease
-            self._defer(_Settled(delivery, owner, event, outcomes, status, retry_in, until))
+            settled = _Settled(delivery, owner, event, outcomes, status, retry_in, until, duration)
+            self._defer(settled)
             return status
         recorded = self.inbox.finish(delivery, owner, outcomes, status, retry_in=retry_in)
-        return self._follow(delivery, event, outcomes, status, recorded)
+        return self._follow(delivery, event, outcomes, status, recorded, duration)
 
     def _defer(self, finished: _Settled) -> None:
         def recorded(ok: bool, error: BaseException | None) -> None:
@@ -466,6 +489,7 @@ class Dispatcher:
                         finished.outcomes,
                         finished.status,
                         finished.ok,
+                        finished.duration,
                     )
         return count
 
@@ -476,18 +500,31 @@ class Dispatcher:
         outcomes: list[Attempt],
         status: Status,
         recorded: bool,
+        duration: float,
     ) -> Status | None:
-        """What follows an outcome once written: its signal, or its log line."""
+        """What follows an outcome once written: its signals and its log record."""
         if not recorded:
             logger.warning(
                 "Delivery %s: lease lost while dispatching; another dispatcher took it over",
                 delivery.id,
             )
             return None
+        outcome = Outcome(
+            delivery.id,
+            delivery.event,
+            delivery.merchant,
+            status,
+            delivery.attempts,
+            duration,
+            tuple(outcomes),
+        )
         if status == "processed":
             notify(signals.webhook_processed, self.app, event=event, merchant=event.merchant)
+            report(self.app, outcome)
         elif status == "unhandled":
-            logger.warning(
+            report(
+                self.app,
+                outcome,
                 "Delivery %s (%s): no receiver subscribes to it; marked unhandled "
                 "(replay it with 'flask posweb replay %s')",
                 delivery.id,
@@ -496,7 +533,9 @@ class Dispatcher:
             )
         elif status == "dead":
             failed = [o.receiver for o in outcomes if not o.ok]
-            logger.error(
+            report(
+                self.app,
+                outcome,
                 "Delivery %s (%s) is dead after %s attempts; replay it with "
                 "'flask posweb replay %s'",
                 delivery.id,
@@ -511,12 +550,25 @@ class Dispatcher:
                 failed=failed,
                 merchant=event.merchant,
             )
+        else:
+            report(self.app, outcome)
         return status
 
-    def _reject(self, delivery: Delivery, owner: str, errors: dict[str, t.Any]) -> Status | None:
-        logger.warning("Delivery %s no longer validates; marked rejected: %s", delivery.id, errors)
+    def _reject(
+        self, delivery: Delivery, owner: str, errors: dict[str, t.Any], started: float
+    ) -> Status | None:
         if not self.inbox.finish(delivery, owner, (), "rejected", errors=errors):
             return None
+        outcome = Outcome(
+            delivery.id,
+            delivery.event,
+            delivery.merchant,
+            "rejected",
+            delivery.attempts,
+            time.perf_counter() - started,
+        )
+        message = "Delivery %s no longer validates; marked rejected: %s"
+        report(self.app, outcome, message, delivery.id, errors)
         return "rejected"
 
 
@@ -531,6 +583,7 @@ class _Settled:
         "status",
         "retry_in",
         "until",
+        "duration",
         "ok",
         "error",
     )
@@ -544,11 +597,14 @@ class _Settled:
         status: Status,
         retry_in: float | None,
         until: float,
+        duration: float,
     ) -> None:
         self.delivery, self.owner, self.event = delivery, owner, event
         self.outcomes, self.status, self.retry_in = outcomes, status, retry_in
         #: When the lease ends, on the dispatcher's clock: written later, it is moot.
         self.until = until
+        #: Seconds the dispatch took (its outcome's, logged once it is recorded).
+        self.duration = duration
         self.ok = False
         self.error: BaseException | None = None
 

@@ -14,6 +14,7 @@ import logging
 import typing as t
 
 from .. import signals
+from .. import tracing
 from ..dispatch.dispatcher import webhook_event
 from ..dispatch.owners import new_owner
 from ..dispatch.receivers import call_receivers
@@ -58,8 +59,9 @@ def receive(
     # One deadline for every wait on the store in this request.
     deadline = Deadline(settings.database_timeout)
     try:
-        _check_encoding(headers)
-        loaded = validated(event_type, raw, mimetype, strict=settings.strict_presence)
+        with tracing.span("posweb.validate", {"posweb.event": event_type.name}):
+            _check_encoding(headers)
+            loaded = validated(event_type, raw, mimetype, strict=settings.strict_presence)
     except WebhookError as exc:
         _keep_rejected(state, event_type, raw, kept, exc, deadline, merchant)
         raise
@@ -76,22 +78,32 @@ def receive(
         return None
     dispatch = state.dispatch
     mode = dispatch.mode
-    admission = state.inbox.admit(
-        event_type.name,
-        raw,
-        kept,
-        receivers=receiver_set(event_type.signal, state.app, event_type.name),
-        merchant=merchant,
-        resource=event_type.resource(loaded.data),
-        missing=loaded.missing,
-        owner=new_owner("request") if mode.leases_at_store else None,
-        lease=settings.lease,
-        enqueued=mode.enqueues_at_store,
-        deadline=deadline,
-    )
+    with tracing.span("posweb.store", {"posweb.event": event_type.name}) as stored:
+        admission = state.inbox.admit(
+            event_type.name,
+            raw,
+            kept,
+            receivers=receiver_set(event_type.signal, state.app, event_type.name),
+            merchant=merchant,
+            resource=event_type.resource(loaded.data),
+            missing=loaded.missing,
+            owner=new_owner("request") if mode.leases_at_store else None,
+            lease=settings.lease,
+            enqueued=mode.enqueues_at_store,
+            deadline=deadline,
+        )
+        stored.set("posweb.delivery.id", admission.delivery.id)
+        stored.set("posweb.duplicate", not admission.new)
     delivery = admission.delivery
     if not admission.new:
         logger.info("%s repeated (id=%s, %s)", event_type.name, delivery.id, delivery.status)
+        notify(
+            signals.webhook_repeated,
+            state.app,
+            event_name=event_type.name,
+            delivery_id=delivery.id,
+            merchant=merchant,
+        )
         dispatch.repeated(delivery, loaded)
         return delivery.id
     logger.info("%s accepted (id=%s)", event_type.name, delivery.id)
@@ -142,9 +154,11 @@ def _keep_rejected(
     if state.inbox is None:
         return
     errors = exc.stored_errors()
-    kept = state.inbox.reject(
-        event_type.name, raw, headers, errors, merchant=merchant, deadline=deadline
-    )
+    with tracing.span("posweb.store", {"posweb.event": event_type.name}) as stored:
+        kept = state.inbox.reject(
+            event_type.name, raw, headers, errors, merchant=merchant, deadline=deadline
+        )
+        stored.set("posweb.delivery.id", kept.id)
     exc.delivery_id = kept.id
     logger.warning("%s rejected (id=%s): %s", event_type.name, kept.id, errors)
 

@@ -33,6 +33,7 @@ from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import signals
+from .. import tracing
 from ..auth.credentials import is_merchant_name
 from ..auth.secrets import digest
 from ..auth.verification import parse_basic
@@ -83,20 +84,68 @@ def webhook_view(event_type: EventType) -> t.Callable[[], Response]:
     The view takes the ``merchant`` of a blueprint mounted at ``/dealpos/<merchant>``.
     """
 
+    name = event_type.name
+
     def view(merchant: str | None = None) -> Response:
-        state, sender = authenticated_post(merchant)
-        raw = read_body(state.settings.max_content_length)
-        delivery_id = receive(
-            state, event_type, raw, request.headers, request.mimetype, merchant=sender
-        )
-        response = Response(SUCCESS, mimetype="application/json")
-        if delivery_id is not None:
-            response.headers["X-PosWeb-Delivery"] = str(delivery_id)
-        return response
+        with _receive_span(name) as span:
+            with tracing.span("posweb.verify", {"posweb.event": name}):
+                state, sender = authenticated_post(merchant)
+            span.set("posweb.merchant", sender)
+            raw = read_body(state.settings.max_content_length)
+            delivery_id = receive(
+                state, event_type, raw, request.headers, request.mimetype, merchant=sender
+            )
+            response = Response(SUCCESS, mimetype="application/json")
+            if delivery_id is not None:
+                response.headers["X-PosWeb-Delivery"] = str(delivery_id)
+                span.set("posweb.delivery.id", delivery_id)
+                span.set("messaging.message.id", str(delivery_id))
+            span.set("http.response.status_code", 200 if span.server else None)
+            return response
 
     view.__name__ = view.__qualname__ = event_type.name
     view.__doc__ = f"Receive {event_type.title} ({event_type.name})."
     return view
+
+
+class _ReceiveSpan(t.NamedTuple):
+    span: tracing.Span
+    #: Whether it is the request's server span (no host instrumentation made one).
+    server: bool
+
+    def __enter__(self) -> _ReceiveSpan:
+        self.span.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: t.Any) -> None:
+        self.span.__exit__(*exc_info)
+
+    def set(self, key: str, value: tracing.Value) -> None:
+        self.span.set(key, value)
+
+
+def _receive_span(event: str) -> _ReceiveSpan:
+    """The span of one delivery's request: ``receive <event>``. A child of the
+    host's HTTP server span when it has one (opentelemetry-instrumentation-flask
+    or a WSGI middleware), which says everything HTTP; otherwise the server
+    span itself, with the HTTP attributes of the conventions."""
+    if not tracing.active():
+        return _UNTRACED
+    attributes = tracing.messaging("receive", event)
+    if tracing.in_span():
+        return _ReceiveSpan(tracing.span(f"receive {event}", attributes), False)
+    attributes.update(
+        {
+            "http.request.method": request.method,
+            "http.route": request.url_rule.rule if request.url_rule else None,
+            "url.path": request.path,
+            "url.scheme": request.scheme,
+        }
+    )
+    return _ReceiveSpan(tracing.span(f"receive {event}", attributes, "server"), True)
+
+
+_UNTRACED = _ReceiveSpan(tracing.NOOP, False)
 
 
 def token(merchant: str | None = None) -> Response:
