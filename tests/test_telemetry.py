@@ -325,9 +325,15 @@ def test_backlog_gauges_come_from_every_field() -> None:
     import datetime as dt
 
     now = dt.datetime(2026, 1, 1, 12, 0, 0)
-    readings = backlog_readings(Backlog(3, 2, now - dt.timedelta(seconds=90), 1), now)
-    assert readings == {"waiting": 3, "due": 2, "oldest_due_age": 90.0, "dead": 1}
-    assert backlog_readings(Backlog(0, 0, None, 0), now)["oldest_due_age"] == 0
+    readings = backlog_readings(Backlog(3, 2, now - dt.timedelta(seconds=90), 1, 4), now)
+    assert readings == {
+        "waiting": 3,
+        "due": 2,
+        "oldest_due_age": 90.0,
+        "dead": 1,
+        "stranded": 4,
+    }
+    assert backlog_readings(Backlog(0, 0, None, 0, 0), now)["oldest_due_age"] == 0
 
 
 # -- a real gunicorn, 2 workers, multiprocess mode ---------------------------------------
