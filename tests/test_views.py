@@ -207,6 +207,8 @@ def test_routes_declare_only_the_methods_they_serve(app: Flask) -> None:
     ours = {rule.endpoint: rule for rule in app.url_map.iter_rules()}
     document = ours.pop("posweb.openapi_json")  # the OpenAPI description: read, never posted
     assert document.methods == {"GET", "HEAD"}
+    health = ours.pop("posweb.health")  # the probes' answer: read, never posted
+    assert health.methods == {"GET", "HEAD"}
     ours = {name: rule for name, rule in ours.items() if name.startswith("posweb.")}
     assert ours and all(rule.methods == {"POST"} for rule in ours.values())
 
