@@ -366,11 +366,11 @@ def disk_full(env: Env) -> Iterator[None]:
     if url.startswith("sqlite"):
         folder = pathlib.Path(url.removeprefix("sqlite:///")).parent
         filler = folder / "filler"
-        with open(filler, "wb") as out:
-            with contextlib.suppress(OSError):
-                while True:
-                    out.write(b"\0" * 65536)
-                    out.flush()
+        # Unbuffered: the write that finds the disk full fails here, and closing
+        # has nothing left to flush (a buffered close raised ENOSPC in a CI run).
+        with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as out:
+            while True:
+                out.write(b"\0" * 65536)
         try:
             yield
         finally:
