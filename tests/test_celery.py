@@ -8,8 +8,10 @@ the middle of a receiver, as documented).
 
 from __future__ import annotations
 
+import base64
 import collections
 import concurrent.futures
+import json
 import os
 import pathlib
 import random
@@ -402,7 +404,6 @@ def test_tasks_go_in_batches_on_one_connection(
     """The requests queue their tasks and are answered; the thread sends what
     queued meanwhile on the connection it keeps."""
     from flask_posweb.dispatch import celery as celery_mode
-    from flask_posweb.state import get_state
     from flask_posweb.testing import PosWebClient
 
     app = celery_flask_app(tmp_path, redis_server.url)
@@ -428,9 +429,35 @@ def test_tasks_go_in_batches_on_one_connection(
     assert len(sent) < 20  # batches
     assert len({id(kept) for _, kept in sent}) == 1 and sent[0][1] is not None
     with redis.Redis.from_url(redis_server.url) as broker:
-        assert broker.llen("celery") == 20  # every task is in the queue
-    inbox = get_state(app).require_inbox()
-    assert all(d.enqueued_at is not None for d in inbox.deliveries())
+        messages = broker.lrange("celery", 0, -1)
+    # Fewer tasks than deliveries (one per merchant and batch), every delivery in one.
+    carried = []
+    for message in messages:
+        args, kwargs, _ = json.loads(base64.b64decode(json.loads(message)["body"]))
+        carried += [args[0], *kwargs.get("also", [])]
+    assert len(messages) < 20 and sorted(carried) == sorted(d.id for d in inbox_of(app))
+    assert all(d.enqueued_at is not None for d in inbox_of(app))
+
+
+def inbox_of(app: t.Any) -> list[t.Any]:
+    from flask_posweb.state import get_state
+
+    return get_state(app).require_inbox().deliveries(limit=None)
+
+
+def test_one_task_carries_a_merchants_deliveries_in_turn() -> None:
+    from flask_posweb.dispatch.celery import TASK_BATCH
+    from flask_posweb.dispatch.celery import tasks_for
+
+    burst = [(n, "acme") for n in range(TASK_BATCH + 2)] + [(100, "bravo"), (101, None)]
+    assert tasks_for(burst) == [
+        ("acme", list(range(TASK_BATCH))),
+        ("acme", [TASK_BATCH, TASK_BATCH + 1]),
+        ("bravo", [100]),
+        (None, [101]),
+    ]
+    interleaved = tasks_for([(1, "acme"), (2, "bravo"), (3, "acme")])
+    assert interleaved == [("acme", [1, 3]), ("bravo", [2])]
 
 
 def test_celery_is_imported_only_in_its_mode() -> None:

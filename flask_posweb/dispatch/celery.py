@@ -41,6 +41,7 @@ import threading
 import time
 import typing as t
 import weakref
+from collections.abc import Sequence
 
 from celery import Celery as CeleryApp
 from celery import shared_task
@@ -62,12 +63,14 @@ from .runner import Runner
 
 __all__ = [
     "TASK",
+    "TASK_BATCH",
     "Celery",
     "CeleryPolicy",
     "celery_app_of",
     "dispatch_task",
     "relay",
     "relay_task",
+    "tasks_for",
 ]
 
 logger = logging.getLogger("flask_posweb")
@@ -133,20 +136,34 @@ def _served(celery_app: CeleryApp, inbox: str) -> tuple[Dispatcher, Celery]:
 
 
 def _dispatch(
-    task: t.Any, delivery_id: int, inbox: str = "default", merchant: str | None = None
+    task: t.Any,
+    delivery_id: int,
+    inbox: str = "default",
+    merchant: str | None = None,
+    also: Sequence[int] = (),
 ) -> str | None:
-    """Dispatch one stored delivery (see :func:`~flask_posweb.dispatch.dispatch_delivery`).
+    """Dispatch one stored delivery (see :func:`~flask_posweb.dispatch.dispatch_delivery`),
+    and the merchant's deliveries ``also`` after it, one at a time.
 
     No Celery retry: a failed delivery is due again in the inbox after its
-    backoff, and the relay sends its task then.
+    backoff, and the relay sends its task then. A worker that dies midway has
+    the task again (late acknowledgement): the deliveries already finished are
+    not dispatchable any more, and are passed over.
 
-    :param merchant: whose delivery it is: for the host's Celery router only
-        (``task_routes``), which may give merchants queues of their own.
+    :param merchant: whose deliveries they are: for the host's Celery router
+        only (``task_routes``), which may give merchants queues of their own.
+    :param also: more of the merchant's deliveries, sent in the same task
+        when they were stored together (see :data:`TASK_BATCH`).
+    :returns: the first delivery's new status.
     """
     dispatcher, _ = _served(task.app, inbox)
     dispatcher.beat()  # a worker with these receivers is alive: see Dispatcher.beat
+    owner = new_owner("task")
     with dispatcher.app.app_context():
-        return dispatcher.dispatch(delivery_id, new_owner("task"))
+        status = dispatcher.dispatch(delivery_id, owner)
+        for other in also:
+            dispatcher.dispatch(int(other), owner)
+    return status
 
 
 def _relay(task: t.Any, inbox: str = "default") -> int:
@@ -163,13 +180,35 @@ _RELAY_RUNNERS: weakref.WeakKeyDictionary[Dispatcher, Runner] = weakref.WeakKeyD
 # shared_task: registered on every Celery app of the process, whenever it is
 # made (before or after the Flask app): a worker knows the task as soon as it
 # has imported the module that creates the Flask app.
-#: ``flask_posweb.dispatch(delivery_id, inbox, merchant=...)``: late
+#: ``flask_posweb.dispatch(delivery_id, inbox, merchant=..., also=[...])``: late
 #: acknowledgement, and requeued when the worker process running it dies.
 dispatch_task = shared_task(
     name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )(_dispatch)
 #: ``flask_posweb.relay(inbox)``: one relay pass, for a Celery beat entry.
 relay_task = shared_task(name=RELAY_TASK, bind=True, ignore_result=True)(_relay)
+
+
+#: Deliveries of one merchant that one task carries at most: under load the
+#: broker is asked once per this many, not once per delivery (a task's publish
+#: costs more than the delivery's store); few enough that the host's workers
+#: share a burst between them.
+TASK_BATCH = 20
+
+
+def tasks_for(deliveries: Sequence[Sent]) -> list[tuple[str | None, list[int]]]:
+    """The tasks that carry ``deliveries``: per merchant, in the order they came,
+    at most :data:`TASK_BATCH` each; a merchant's first task goes where its
+    first delivery was (one merchant's burst does not hold another's back)."""
+    groups: dict[str | None, list[list[int]]] = {}
+    order: list[tuple[str | None, list[int]]] = []
+    for delivery_id, merchant in deliveries:
+        chunks = groups.setdefault(merchant, [])
+        if not chunks or len(chunks[-1]) >= TASK_BATCH:
+            chunks.append([])
+            order.append((merchant, chunks[-1]))
+        chunks[-1].append(delivery_id)
+    return order
 
 
 class _Job:
@@ -198,6 +237,9 @@ class Publisher:
 
     #: Deliveries a batch sends at most.
     BATCH = 500
+    #: Seconds the thread waits, after a request's delivery, for others to send
+    #: with it: what a task's dispatch may wait, never a request.
+    LINGER = 0.01
     #: Jobs queued at most: past it, a request leaves its delivery to the relay.
     MAX_QUEUED = 10_000
 
@@ -244,9 +286,12 @@ class Publisher:
         jobs = self._jobs
         while True:
             batch = [jobs.get()]
+            # A moment for the deliveries stored meanwhile: under load they go
+            # in one task per merchant (see tasks_for), not one task each.
+            until = time.monotonic() + self.LINGER
             while sum(len(job.deliveries) for job in batch) < self.BATCH:
                 try:
-                    batch.append(jobs.get_nowait())
+                    batch.append(jobs.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             dispatcher = self._dispatcher()
@@ -261,32 +306,36 @@ class Publisher:
         """Send a batch on the kept connection (made if need be); the connection
         to keep (``None`` after a failure: the next batch makes a new one)."""
         timeout = t.cast(CeleryPolicy, dispatcher.policy).celery_publish_timeout
-        sent = 0
         try:
             celery_app = celery_app_of(dispatcher.app)
             task = celery_app.tasks[TASK]
             if connection is None:
                 bounded = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
                 connection = celery_app.connection_for_write(transport_options=bounded)
-            for job in batch:
-                for delivery_id, merchant in job.deliveries:
-                    # No retry inside Celery: the relay is the retry. The merchant
-                    # travels for the host's router (and in a header, for others).
-                    task.apply_async(
-                        (delivery_id, dispatcher.inbox.name),
-                        {"merchant": merchant},
-                        retry=False,
-                        connection=connection,
-                        headers={"posweb_merchant": merchant},
-                    )
-                job.done.set()
-                sent += 1
+            deliveries = [sent for job in batch for sent in job.deliveries]
+            for merchant, ids in tasks_for(deliveries):
+                # No retry inside Celery: the relay is the retry. The merchant
+                # travels for the host's router (and in a header, for others).
+                kwargs: dict[str, t.Any] = {"merchant": merchant}
+                if len(ids) > 1:
+                    kwargs["also"] = ids[1:]
+                task.apply_async(
+                    (ids[0], dispatcher.inbox.name),
+                    kwargs,
+                    retry=False,
+                    connection=connection,
+                    headers={"posweb_merchant": merchant},
+                )
         except Exception as exc:  # the broker's errors are many; all mean "not sent"
             if connection is not None:
                 with contextlib.suppress(Exception):
                     connection.release()
-            self._failed(dispatcher, batch[sent:], exc, timeout)
+            # Some may have been sent: sent again by the relay, they find their
+            # deliveries taken or done, and are passed over.
+            self._failed(dispatcher, batch, exc, timeout)
             return None
+        for job in batch:
+            job.done.set()
         return connection
 
     def _failed(

@@ -287,6 +287,9 @@ class Statements:
             .order_by(ranked.c.turn, ranked.c.next_attempt_at, ranked.c.id)
             .limit(bound("limit", type_=sa.Integer(), literal_execute=True))
         )
+        # Read first, on a snapshot: most looks find nothing to send, and then
+        # take no turn at the write lock (the scan is the backlog's).
+        self.relay_pending = sa.select(sa.literal(True)).where(*takeable, unsent).limit(1)
         self.take_for_relay = (
             deliveries.update()
             # Checked again on the row itself: a relay beside this one that just

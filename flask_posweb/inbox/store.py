@@ -415,6 +415,8 @@ class Inbox(Reading, Housekeeping, Liveness):
         values = self.database.values(
             sets=list(receivers), requeue_after=-requeue_after, limit=limit
         )
+        if not self.database.read(self._sql.relay_pending, values).first():
+            return []
         rows = self.database.write(
             lambda c: c.execute(self._sql.take_for_relay, values).all(), durable=False
         )
