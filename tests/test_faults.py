@@ -490,6 +490,31 @@ def test_sigterm_lets_a_worker_finish_the_delivery_in_hand(env: Env, inbox: Inbo
     assert [r for _, r, _, _ in env.effects] == ["slow-started", "slow-finished"]
 
 
+def test_sigterm_does_not_wait_for_the_backlog(env: Env, inbox: Inbox) -> None:
+    """A benchmark's worker, stopped with 20,000 deliveries due, drained them all
+    first: a pass ran until nothing was due. It stops after the delivery in hand."""
+    env.update(FAULT_SLOW_SECONDS="0.5")
+    port = free_port()
+    server = gunicorn(env, port)
+    try:
+        for n in range(12):
+            body = json.loads(sample("shift_closed"))
+            body["ID"] = f"shift-{n}"
+            assert post(port, json.dumps(body).encode(), "/dealpos/shift-closed") == 200
+    finally:
+        stop(server)
+    worker = flask_command(env, "worker")
+    wait_for(lambda: env.effects, 60, "the first receiver")
+    started = time.monotonic()
+    code, output = stop(worker)
+    assert code == 0 and "Worker stopped." in output
+    assert time.monotonic() - started < 3  # not 12 x 0.5 s
+    counts = inbox.counts(Filter(event=["shift_closed"]))
+    assert counts["processed"] >= 1 and counts["pending"] >= 6, counts
+    runs = [r for _, r, _, _ in env.effects]
+    assert runs.count("slow-started") == runs.count("slow-finished") == counts["processed"]
+
+
 def test_several_workers_never_handle_one_delivery_twice(env: Env, inbox: Inbox) -> None:
     port = free_port()
     server = gunicorn(env, port, "--threads", "4")

@@ -213,27 +213,30 @@ class Dispatcher:
     def lacking(self) -> list[tuple[str, frozenset[str], int]]:
         """Deliveries waiting for receivers this dispatcher does not have:
         (event, the receivers it lacks, how many deliveries), for a loud log at start."""
-        mine = self.receivers()
         waiting = self.inbox.waiting_for(self.acceptable())
-        sets = {found.key: found for found in self.inbox.receiver_sets()}
-        report = []
-        for key, count in sorted(waiting.items()):
-            found = sets.get(key)
-            if found is not None:
-                have = mine[found.event].names if found.event in mine else frozenset()
-                report.append((found.event, found.names - have, count))
-        return report
+        sets = self._stored_sets()
+        return [
+            (sets[key].event, self._missing(sets[key]), count)
+            for key, count in sorted(waiting.items())
+            if key in sets
+        ]
 
     def lacking_for(self, delivery: Delivery) -> frozenset[str]:
         """The receivers ``delivery`` expects that this dispatcher does not have
         (empty: it has them all, or the delivery expects none in particular)."""
         if delivery.receiver_set is None or delivery.receiver_set in self.acceptable():
             return frozenset()
-        sets = {found.key: found for found in self.inbox.receiver_sets()}
-        expected = sets.get(delivery.receiver_set)
-        mine = self.receivers().get(delivery.event)
+        expected = self._stored_sets().get(delivery.receiver_set)
         if expected is None:  # not recorded: only its key is known
             return frozenset({"(unknown receivers)"})
+        return self._missing(expected)
+
+    def _stored_sets(self) -> dict[str, ReceiverSet]:
+        return {found.key: found for found in self.inbox.receiver_sets()}
+
+    def _missing(self, expected: ReceiverSet) -> frozenset[str]:
+        """The receivers of ``expected`` that this dispatcher does not have."""
+        mine = self.receivers().get(expected.event)
         return expected.names - (mine.names if mine is not None else frozenset())
 
     # -- liveness: deliveries that no live dispatcher can take ---------------------
@@ -267,14 +270,13 @@ class Dispatcher:
         found = self.inbox.strand(self.policy.stranded_after)
         waiting: collections.Counter[tuple[str, frozenset[str]]] = collections.Counter()
         if found.stranded:
-            sets = {known.key: known for known in self.inbox.receiver_sets()}
-            mine = self.receivers()
+            sets = self._stored_sets()
             with self.app.app_context():
                 for delivery in found.stranded:
                     expected = sets.get(delivery.receiver_set or "")
                     names = expected.names if expected is not None else frozenset()
-                    have = mine[delivery.event].names if delivery.event in mine else frozenset()
-                    waiting[delivery.event, names - have] += 1
+                    missing = self._missing(expected) if expected is not None else frozenset()
+                    waiting[delivery.event, missing] += 1
                     notify(
                         signals.webhook_stranded,
                         self.app,

@@ -80,6 +80,9 @@ class Runner:
         self.owner = owner or new_owner("worker")
         self._work = work
         self._housekept = -HOUSEKEEPING_INTERVAL
+        #: Set to stop: :meth:`drain` returns after the delivery in hand (a
+        #: backlog of thousands must not keep SIGTERM waiting).
+        self.stop = threading.Event()
 
     def drain(self, limit: int | None = None) -> int:
         """Dispatch due deliveries until none is left (or ``limit``), merchants in
@@ -93,7 +96,7 @@ class Runner:
             took = 0
             for merchant in merchants:
                 for taken in range(turn):
-                    if limit is not None and done >= limit:
+                    if (limit is not None and done >= limit) or self.stop.is_set():
                         return done
                     if taken and not taken % LOOK_EVERY and dispatcher.others_due(merchant):
                         break  # another merchant's delivery came: its turn first
@@ -143,7 +146,11 @@ class Runner:
     def run_forever(
         self, stop: threading.Event, on_batch: Callable[[int], None] | None = None
     ) -> None:
-        """One pass, then wait ``POSWEB_POLL_INTERVAL`` (or until ``stop`` is set); repeat."""
+        """One pass, then wait ``POSWEB_POLL_INTERVAL`` (or until ``stop`` is set); repeat.
+
+        ``stop`` also ends a pass after the delivery in hand.
+        """
+        self.stop = stop
         while not stop.is_set():
             count = self.one_pass()
             if on_batch is not None and count:
@@ -275,6 +282,7 @@ class BackgroundRunner:
                 if look:
                     if runner is None:
                         runner = Runner(dispatcher, new_owner("thread"), work=self._work)
+                        runner.stop = self._stop  # a stop ends a pass after the delivery in hand
                         report_lacking(dispatcher)
                     runner.dispatcher = dispatcher
                     count = runner.one_pass()
