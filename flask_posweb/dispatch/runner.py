@@ -220,7 +220,11 @@ class BackgroundRunner:
         def at_exit() -> None:
             runner = ref()
             if runner is not None and runner.running:
-                runner._settle_now()  # a worker stopped gracefully loses no outcome
+                # A worker stopped gracefully loses no outcome. The thread (a
+                # daemon, killed once this returns) may be committing some now:
+                # it finishes and settles first, then what is left is settled.
+                runner.stop()
+                runner._settle_now()
 
         os.register_at_fork(after_in_child=after_fork)
         atexit.register(at_exit)
