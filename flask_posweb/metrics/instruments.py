@@ -115,3 +115,9 @@ def backlog_readings(backlog: Backlog, now: dt.datetime) -> dict[str, float]:
 _TIMES = frozenset(
     name for name, hint in Backlog.__annotations__.items() if "datetime" in str(hint)
 )
+
+
+#: Histogram boundaries, in seconds, for both backends: most receivers call a
+#: service and take milliseconds to seconds (OpenTelemetry's default
+#: boundaries are for milliseconds).
+SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

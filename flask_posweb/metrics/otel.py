@@ -23,6 +23,7 @@ from opentelemetry import metrics
 from . import backlog
 from .instruments import BACKLOG
 from .instruments import INSTRUMENTS
+from .instruments import SECONDS
 
 __all__ = ["OpenTelemetry"]
 
@@ -34,10 +35,6 @@ ATTRIBUTES = {
     "receiver": "posweb.receiver",
     "status_code": "http.response.status_code",
 }
-
-#: Seconds: most receivers call a service and take milliseconds to seconds
-#: (the SDK's default boundaries are for milliseconds).
-BOUNDARIES = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 _made: dict[str, t.Any] = {}
 _lock = threading.Lock()
@@ -58,7 +55,7 @@ def _instruments() -> dict[str, t.Any]:
                         name,
                         instrument.unit,
                         instrument.description,
-                        explicit_bucket_boundaries_advisory=BOUNDARIES,
+                        explicit_bucket_boundaries_advisory=SECONDS,
                     )
             for gauge, description in BACKLOG.items():
                 meter.create_observable_gauge(

@@ -32,14 +32,12 @@ from prometheus_client.registry import CollectorRegistry
 from . import backlog
 from .instruments import BACKLOG
 from .instruments import INSTRUMENTS
+from .instruments import SECONDS
 
 if t.TYPE_CHECKING:
     from ..inbox import Inbox
 
 __all__ = ["BacklogCollector", "Prometheus", "exposition"]
-
-#: Seconds, as the OpenTelemetry backend's.
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 _made: dict[str, t.Any] = {}
 _lock = threading.Lock()
@@ -60,7 +58,7 @@ def _metrics() -> dict[str, t.Any]:
                         instrument.description,
                         instrument.labels,
                         unit="seconds",
-                        buckets=BUCKETS,
+                        buckets=SECONDS,
                     )
                 _made[instrument.name] = metric
             if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
